@@ -1,0 +1,281 @@
+//! One client connection: socket I/O around a `Session`, its phase
+//! (open, closing after the last response, lingering), its deadline, and the
+//! readiness interest it needs. Per-connection problems end here as a close.
+
+use crate::session::{Flow, Session};
+use crate::site::Site;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A request head must arrive within this long of its first byte (or of
+/// the connection opening): slow-header clients cannot pin a connection.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection with nothing going on is closed after this.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// After the last response: how long to drain the client's input so that
+/// closing does not reset the connection and destroy the response.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Stop reading requests while this much output waits for a slow reader.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+/// Reads of discarded input per wake-up while lingering.
+const LINGER_READS_PER_WAKE: usize = 16;
+/// Size of the loop's shared read buffer.
+pub const READ_BUF_BYTES: usize = 32 * 1024;
+
+/// Buffers shared by all connections of the loop: a connection holds memory
+/// of its own only while a head is split across reads or output is stuck.
+pub struct Scratch {
+    read: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            read: vec![0; READ_BUF_BYTES],
+            out: Vec::with_capacity(READ_BUF_BYTES),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests and answering them.
+    Open,
+    /// The last response is being written; close once it is out.
+    CloseAfterFlush,
+    /// Write side shut down; discarding input until EOF or the deadline.
+    Lingering,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    Close,
+}
+
+/// What mio said about the socket. Readable and writable are not needed:
+/// every wake-up tries whatever the connection's phase wants, and a
+/// spurious attempt costs one `WouldBlock`.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    /// The peer will send nothing more (FIN seen with or after the data):
+    /// with edge triggering no further event would tell us.
+    pub read_closed: bool,
+}
+
+pub struct Conn {
+    sock: TcpStream,
+    peer: SocketAddr,
+    session: Session,
+    /// Response bytes the socket has not taken yet.
+    out: Vec<u8>,
+    phase: Phase,
+    deadline: Instant,
+    /// The deadline is a head deadline (not pushed back by more bytes).
+    head_clock: bool,
+    /// WRITABLE interest is registered (only while output is pending).
+    writable_interest: bool,
+    peer_closed: bool,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant) -> Conn {
+        Conn {
+            sock,
+            peer,
+            session: Session::default(),
+            out: Vec::new(),
+            phase: Phase::Open,
+            deadline: now + HEAD_TIMEOUT,
+            head_clock: true,
+            writable_interest: false,
+            peer_closed: false,
+        }
+    }
+
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.sock, token, Interest::READABLE)
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Between requests with nothing to send: safe to close at shutdown.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Open && self.session.is_idle() && self.out.is_empty()
+    }
+
+    /// Handle readiness; `Close` means drop the connection now.
+    pub fn ready(
+        &mut self,
+        ready: Readiness,
+        registry: &Registry,
+        token: Token,
+        scratch: &mut Scratch,
+        site: &Site,
+        now: Instant,
+    ) -> Verdict {
+        match self.pump(ready, scratch, site, now) {
+            Ok(Verdict::Keep) => {}
+            Ok(Verdict::Close) => return Verdict::Close,
+            Err(e) => {
+                log::debug!("Closing connection from {}: {e}", self.peer);
+                return Verdict::Close;
+            }
+        }
+        let want_writable = !self.out.is_empty();
+        if want_writable != self.writable_interest {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if registry
+                .reregister(&mut self.sock, token, interest)
+                .is_err()
+            {
+                return Verdict::Close;
+            }
+            self.writable_interest = want_writable;
+        }
+        Verdict::Keep
+    }
+
+    fn pump(
+        &mut self,
+        ready: Readiness,
+        scratch: &mut Scratch,
+        site: &Site,
+        now: Instant,
+    ) -> io::Result<Verdict> {
+        if ready.read_closed {
+            self.peer_closed = true;
+        }
+        let mut progress = false;
+        if !self.out.is_empty() {
+            progress |= self.flush()? > 0;
+        }
+        if self.phase == Phase::Lingering {
+            return self.drain_linger(scratch);
+        }
+        if self.phase == Phase::Open {
+            progress |= self.read_requests(scratch, site)?;
+        }
+        if self.peer_closed && self.phase == Phase::Open {
+            self.phase = Phase::CloseAfterFlush;
+        }
+        if self.phase == Phase::CloseAfterFlush && self.out.is_empty() {
+            // Shut down our side, then read until the client's EOF so that
+            // unread input does not turn the close into a reset.
+            let _ = self.sock.shutdown(Shutdown::Write);
+            self.phase = Phase::Lingering;
+            self.deadline = now + LINGER;
+            return self.drain_linger(scratch);
+        }
+        if progress {
+            if self.session.in_head() {
+                if !self.head_clock {
+                    self.head_clock = true;
+                    self.deadline = now + HEAD_TIMEOUT;
+                }
+            } else {
+                self.head_clock = false;
+                self.deadline = now + KEEPALIVE_IDLE;
+            }
+        }
+        Ok(Verdict::Keep)
+    }
+
+    /// Read and answer requests until the socket is drained, the session
+    /// closes, or too much output is waiting. Returns whether bytes came in.
+    fn read_requests(&mut self, scratch: &mut Scratch, site: &Site) -> io::Result<bool> {
+        let mut got_bytes = false;
+        while self.out.len() < OUT_HIGH_WATER {
+            let n = match self.sock.read(&mut scratch.read) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            got_bytes = true;
+            scratch.out.clear();
+            let flow = self
+                .session
+                .feed(&scratch.read[..n], site, self.peer, &mut scratch.out);
+            self.send(&scratch.out)?;
+            if flow == Flow::Close {
+                self.phase = Phase::CloseAfterFlush;
+                break;
+            }
+            // A short read drained the socket: the next bytes bring a new event.
+            if n < scratch.read.len() {
+                break;
+            }
+        }
+        Ok(got_bytes)
+    }
+
+    /// Write `data` after anything already pending; keep what the socket
+    /// does not take.
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.out.is_empty() {
+            let n = write_some(&mut self.sock, data)?;
+            self.out.extend_from_slice(&data[n..]);
+        } else {
+            self.out.extend_from_slice(data);
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<usize> {
+        let n = write_some(&mut self.sock, &self.out)?;
+        self.out.drain(..n);
+        if self.out.is_empty() {
+            // Stuck output is rare: give the memory back.
+            self.out = Vec::new();
+        }
+        Ok(n)
+    }
+
+    fn drain_linger(&mut self, scratch: &mut Scratch) -> io::Result<Verdict> {
+        for _ in 0..LINGER_READS_PER_WAKE {
+            match self.sock.read(&mut scratch.read) {
+                Ok(0) => return Ok(Verdict::Close),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Verdict::Keep),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(Verdict::Close),
+            }
+        }
+        // A client that keeps sending after our last answer is not owed more.
+        Ok(Verdict::Close)
+    }
+}
+
+/// Write until everything is taken or the socket would block.
+fn write_some(sock: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match sock.write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}

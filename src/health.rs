@@ -1,0 +1,112 @@
+//! The `/vault-redirector-health` JSON: the original's keys, order and
+//! meaning, then our additions; and the local-time stamp it carries.
+
+use crate::cli::{SOURCE_URL, VERSION};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const HEALTH_PATH: &str = "/vault-redirector-health";
+
+pub struct HealthView<'a> {
+    pub consul_host_port: &'a str,
+    pub active_vault: Option<&'a str>,
+    pub last_consul_poll: Option<&'a str>,
+    /// Ours, after the original keys: why the last poll failed, if it did.
+    pub last_consul_error: Option<&'a str>,
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "null".into())
+}
+
+fn json_opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "null".into(), json_string)
+}
+
+/// Python's `json.dumps` layout (", " and ": "), which some monitoring
+/// scripts match on as text.
+pub fn render(view: &HealthView<'_>) -> String {
+    format!(
+        "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": {}, \"version\": {}, \
+         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}}}",
+        json_string(SOURCE_URL),
+        json_string(VERSION),
+        json_string(view.consul_host_port),
+        json_opt(view.active_vault),
+        json_opt(view.last_consul_poll),
+        json_opt(view.last_consul_error),
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff` in local time without a zone, like Python's
+/// `datetime.now().isoformat()`.
+pub fn local_timestamp(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as libc::time_t;
+    // SAFETY: localtime_r only writes the struct we hand it; a zeroed `tm`
+    // is a valid value of that plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        return "1970-01-01T00:00:00.000000".into();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        since.subsec_micros()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_the_original_order_with_python_spacing() {
+        let json = render(&HealthView {
+            consul_host_port: "127.0.0.1:8500",
+            active_vault: Some("vault-b:8200"),
+            last_consul_poll: Some("2026-11-24T21:19:40.123456"),
+            last_consul_error: None,
+        });
+        assert_eq!(
+            json,
+            format!(
+                "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": \"{SOURCE_URL}\", \
+                 \"version\": \"{VERSION}\", \"consul_host_port\": \"127.0.0.1:8500\", \"active_vault\": \
+                 \"vault-b:8200\", \"last_consul_poll\": \"2026-11-24T21:19:40.123456\", \"last_consul_error\": null}}"
+            )
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["healthy"], true);
+    }
+
+    #[test]
+    fn nulls_and_escaping() {
+        let json = render(&HealthView {
+            consul_host_port: "we\"ird:1",
+            active_vault: None,
+            last_consul_poll: None,
+            last_consul_error: Some("refused \"x\""),
+        });
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["active_vault"], serde_json::Value::Null);
+        assert_eq!(parsed["last_consul_poll"], serde_json::Value::Null);
+        assert_eq!(parsed["consul_host_port"], "we\"ird:1");
+        assert_eq!(parsed["last_consul_error"], "refused \"x\"");
+    }
+
+    #[test]
+    fn timestamp_shape() {
+        let t =
+            local_timestamp(UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_000_042));
+        assert_eq!(t.len(), "YYYY-MM-DDTHH:MM:SS.ffffff".len(), "{t}");
+        assert!(t.ends_with(".000042"), "{t}");
+        assert_eq!(&t[4..5], "-");
+        assert_eq!(&t[10..11], "T");
+    }
+}

@@ -1,0 +1,419 @@
+//! HTTP/1.x without I/O: parse one request head under size limits, work out
+//! how its body is framed (rejecting smuggling shapes), and serialize
+//! responses into a caller's buffer.
+
+/// A request head larger than this is answered 431 and the connection closed.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// More header lines than this are answered 431 (httparse needs a fixed array).
+pub const MAX_HEADERS: usize = 100;
+
+pub const SERVER: &str = concat!("vault-redirector/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    fn status_prefix(self) -> &'static [u8] {
+        match self {
+            Version::Http10 => b"HTTP/1.0 ",
+            Version::Http11 => b"HTTP/1.1 ",
+        }
+    }
+}
+
+/// How the request's body, if any, is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: we answer and close instead of decoding.
+    Chunked,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub version: Version,
+    /// Bytes the head occupies in the buffer, blank line included.
+    pub len: usize,
+    pub body: Body,
+    /// `Connection: close`, or HTTP/1.0 (answered, then closed).
+    pub close: bool,
+    /// `Expect: 100-continue`: the client may not send the body after our answer.
+    pub expect_continue: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: not HTTP/1.x, bad bytes, or ambiguous body framing.
+    BadRequest,
+    /// 431: head over `MAX_HEAD_BYTES` or more than `MAX_HEADERS` lines.
+    HeadTooLarge,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    Complete(Head<'a>),
+    /// Need more bytes; `buf` is still within the limits.
+    Partial,
+    Invalid(Reject),
+}
+
+pub fn parse_head(buf: &[u8]) -> Parsed<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Parsed::Invalid(Reject::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid(Reject::HeadTooLarge),
+        Err(_) => return Parsed::Invalid(Reject::BadRequest),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Parsed::Invalid(Reject::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Parsed::Invalid(Reject::BadRequest);
+    };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let framing = match Framing::read(req.headers) {
+        Ok(f) => f,
+        Err(reject) => return Parsed::Invalid(reject),
+    };
+    Parsed::Complete(Head {
+        method,
+        target,
+        version,
+        len,
+        body: framing.body,
+        close: framing.close || version == Version::Http10,
+        expect_continue: framing.expect_continue,
+    })
+}
+
+/// What the headers say about the body and the connection.
+struct Framing {
+    body: Body,
+    close: bool,
+    expect_continue: bool,
+}
+
+impl Framing {
+    fn read(headers: &[httparse::Header<'_>]) -> Result<Framing, Reject> {
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        let mut close = false;
+        let mut expect_continue = false;
+        for h in headers {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = parse_content_length(h.value).ok_or(Reject::BadRequest)?;
+                // Differing duplicates are a smuggling vector (RFC 9112 6.3).
+                if length.is_some_and(|prev| prev != n) {
+                    return Err(Reject::BadRequest);
+                }
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                if transfer_encoding || !trimmed(h.value).eq_ignore_ascii_case(b"chunked") {
+                    return Err(Reject::BadRequest);
+                }
+                transfer_encoding = true;
+                chunked = true;
+            } else if name.eq_ignore_ascii_case("connection") {
+                close |= has_token(h.value, b"close");
+            } else if name.eq_ignore_ascii_case("expect") {
+                expect_continue |= trimmed(h.value).eq_ignore_ascii_case(b"100-continue");
+            }
+        }
+        let body = match (length, chunked) {
+            (Some(_), true) => return Err(Reject::BadRequest),
+            (_, true) => Body::Chunked,
+            (Some(0) | None, false) => Body::None,
+            (Some(n), false) => Body::Length(n),
+        };
+        Ok(Framing {
+            body,
+            close,
+            expect_continue,
+        })
+    }
+}
+
+fn trimmed(value: &[u8]) -> &[u8] {
+    value.trim_ascii()
+}
+
+/// Digits only (no sign, no list): anything else is ambiguous framing.
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let digits = trimmed(value);
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| trimmed(t).eq_ignore_ascii_case(token))
+}
+
+fn status_line(out: &mut Vec<u8>, version: Version, status: &str) {
+    out.extend_from_slice(version.status_prefix());
+    out.extend_from_slice(status.as_bytes());
+    out.extend_from_slice(b"\r\nServer: ");
+    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn end_of_head(out: &mut Vec<u8>, close: bool) {
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The 307, headers in the original's order. `location` is the scheme and
+/// authority of the active node; the target is appended untouched.
+pub fn write_redirect(
+    out: &mut Vec<u8>,
+    version: Version,
+    location: &[u8],
+    target: &str,
+    close: bool,
+) {
+    status_line(out, version, "307 Temporary Redirect");
+    out.extend_from_slice(b"Location: ");
+    out.extend_from_slice(location);
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Length: 0\r\n");
+    end_of_head(out, close);
+}
+
+/// Any other response: status, extra headers, a body (left out for HEAD).
+pub struct Response<'a> {
+    pub status: &'a str,
+    pub content_type: &'a str,
+    pub extra_headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+pub fn write_response(
+    out: &mut Vec<u8>,
+    version: Version,
+    r: &Response<'_>,
+    head_only: bool,
+    close: bool,
+) {
+    status_line(out, version, r.status);
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(r.content_type.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in r.extra_headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(r.body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    end_of_head(out, close);
+    if !head_only {
+        out.extend_from_slice(r.body);
+    }
+}
+
+/// The answer to a request we could not parse: always closes.
+pub fn write_rejection(out: &mut Vec<u8>, reject: Reject) {
+    let (status, body): (&str, &[u8]) = match reject {
+        Reject::BadRequest => ("400 Bad Request", b"{\"errors\":[\"bad request\"]}"),
+        Reject::HeadTooLarge => (
+            "431 Request Header Fields Too Large",
+            b"{\"errors\":[\"request header fields too large\"]}",
+        ),
+    };
+    let response = Response {
+        status,
+        content_type: "application/json",
+        extra_headers: &[],
+        body,
+    };
+    write_response(out, Version::Http11, &response, false, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head<'_> {
+        match parse_head(raw.as_bytes()) {
+            Parsed::Complete(h) => h,
+            other => panic!("{raw:?} -> {other:?}"),
+        }
+    }
+
+    fn rejected(raw: &[u8]) -> Reject {
+        match parse_head(raw) {
+            Parsed::Invalid(r) => r,
+            other => panic!("{raw:?} -> {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = "GET /v1/secret/foo?list=true HTTP/1.1\r\nHost: x\r\n\r\nNEXT";
+        let h = head(raw);
+        assert_eq!(h.method, "GET");
+        assert_eq!(h.target, "/v1/secret/foo?list=true");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.len, raw.len() - 4);
+        assert_eq!(h.body, Body::None);
+        assert!(!h.close && !h.expect_continue);
+    }
+
+    #[test]
+    fn any_method_token() {
+        assert_eq!(head("LIST /v1/x HTTP/1.1\r\n\r\n").method, "LIST");
+        assert_eq!(head("frob /v1/x HTTP/1.1\r\n\r\n").method, "frob");
+    }
+
+    #[test]
+    fn http10_and_connection_close_close() {
+        assert!(head("GET / HTTP/1.0\r\n\r\n").close);
+        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").version, Version::Http10);
+        assert!(head("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").close);
+        assert!(!head("GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n").close);
+    }
+
+    #[test]
+    fn body_framing() {
+        assert_eq!(
+            head("PUT / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").body,
+            Body::Length(12)
+        );
+        assert_eq!(
+            head("PUT / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body,
+            Body::None
+        );
+        assert_eq!(
+            head("PUT / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n").body,
+            Body::Length(5)
+        );
+        assert_eq!(
+            head("PUT / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").body,
+            Body::Chunked
+        );
+        assert!(
+            head("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+                .expect_continue
+        );
+    }
+
+    #[test]
+    fn smuggling_shapes_are_rejected() {
+        for raw in [
+            "PUT / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "PUT / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "PUT / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+            "PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(rejected(raw.as_bytes()), Reject::BadRequest, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_bad_request() {
+        assert_eq!(
+            rejected(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Reject::BadRequest
+        );
+        assert_eq!(
+            rejected(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+            Reject::BadRequest
+        );
+        assert_eq!(
+            rejected(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"),
+            Reject::BadRequest
+        );
+        assert_eq!(rejected(b"GET /\x01 HTTP/1.1\r\n\r\n"), Reject::BadRequest);
+    }
+
+    #[test]
+    fn partial_until_the_limit() {
+        assert_eq!(parse_head(b"GET /v1/x HTTP/1.1\r\nHost"), Parsed::Partial);
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_HEAD_BYTES + 1, b'a');
+        assert_eq!(rejected(&big), Reject::HeadTooLarge);
+        let mut many = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..=MAX_HEADERS {
+            many.push_str(&format!("X-{i}: y\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(rejected(many.as_bytes()), Reject::HeadTooLarge);
+    }
+
+    #[test]
+    fn redirect_bytes() {
+        let mut out = Vec::new();
+        write_redirect(
+            &mut out,
+            Version::Http11,
+            b"http://vault-b:8200",
+            "/v1/x?y=%20",
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nServer: {SERVER}\r\nLocation: http://vault-b:8200/v1/x?y=%20\r\n\
+                 Content-Type: text/html; charset=UTF-8\r\nContent-Length: 0\r\n\r\n"
+            )
+        );
+        let mut out = Vec::new();
+        write_redirect(
+            &mut out,
+            Version::Http10,
+            b"https://[fd00::1]:8200",
+            "/",
+            true,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.0 307 Temporary Redirect\r\n"));
+        assert!(text.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn response_head_only_keeps_the_length() {
+        let r = Response {
+            status: "503 Service Unavailable",
+            content_type: "application/json",
+            extra_headers: &[("Retry-After", "5")],
+            body: b"{}",
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, Version::Http11, &r, true, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Retry-After: 5\r\nContent-Length: 2\r\n\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+}

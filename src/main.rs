@@ -1,0 +1,140 @@
+//! vault-redirector: answers every HTTP request with a 307 to the active
+//! Vault node that Consul knows of. `main` parses the command line, does the
+//! start-up checks, and maps failures to the original's exit codes.
+
+mod cli;
+mod conn;
+mod consul;
+mod health;
+mod http;
+mod logging;
+mod reactor;
+mod session;
+mod site;
+mod tracker;
+
+use cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE, Outcome};
+use consul::Selection;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args_os().skip(1).collect()) {
+        Outcome::Run(config) => config,
+        Outcome::Print(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Outcome::Fail { message, code } => {
+            let _ = std::io::stderr().write_all(message.as_bytes());
+            return ExitCode::from(code);
+        }
+    };
+    logging::init(config.verbosity);
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+/// Start-up failures print one line and give the exit code.
+fn fail(code: u8, message: std::fmt::Arguments<'_>) -> u8 {
+    let _ = writeln!(std::io::stderr(), "ERROR: {message}");
+    code
+}
+
+fn run(config: &Config) -> Result<(), u8> {
+    // SAFETY: tzset only reads TZ and /etc/localtime; no other thread runs yet.
+    unsafe { libc_tzset() };
+    if config.log_disable {
+        log::warn!(
+            "Starting VaultRedirector with ALL LOGGING DISABLED; send SIGUSR1 to PID {} enable logging.",
+            std::process::id()
+        );
+    }
+    if config.cert_path.is_some() {
+        return Err(fail(
+            EXIT_ERROR,
+            format_args!("TLS (-c/-k) is not supported by this build yet"),
+        ));
+    }
+
+    let client = consul::Client::new(
+        &config.consul_host_port,
+        config.redirect_to_ip,
+        config.poll_interval,
+    );
+    let initial = match client.fetch() {
+        Ok(Selection::None) => {
+            log::error!("NO vault services found with health check passing");
+            log::error!("ERROR: Could not get active vault node from Consul. Exiting.");
+            return Err(EXIT_NO_ACTIVE);
+        }
+        Ok(selection) => selection,
+        Err(e) => {
+            return Err(fail(
+                EXIT_ERROR,
+                format_args!("Could not poll Consul at {}: {e}", config.consul_host_port),
+            ));
+        }
+    };
+    if let Selection::Several { all, .. } = &initial {
+        log::warn!(
+            "Several passing Vault nodes are tagged active in Consul: {}",
+            all.join(", ")
+        );
+    }
+    let Some(active) = initial.target().cloned() else {
+        return Err(EXIT_NO_ACTIVE);
+    };
+    log::warn!("Initial Vault active node: {active}");
+    let tracker = tracker::Tracker::new(config.poll_interval, active, Instant::now());
+
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
+        fail(
+            EXIT_ERROR,
+            format_args!("Could not listen on {}: {e}", config.listen),
+        )
+    })?;
+    let bound = listener.local_addr().map_err(|e| {
+        fail(
+            EXIT_ERROR,
+            format_args!("Could not listen on {}: {e}", config.listen),
+        )
+    })?;
+    log::warn!(
+        "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
+        bound.port()
+    );
+    log::warn!(
+        "Setting Consul poll interval to {:?} seconds",
+        config.poll_interval.as_secs_f64()
+    );
+
+    let mut site = site::Site::new(
+        config.scheme(),
+        &config.consul_host_port,
+        config.poll_interval.as_secs_f64(),
+    );
+    site.update(&tracker);
+    let mut reactor = reactor::Reactor::new(listener, site, tracker, client, config.poll_interval)
+        .map_err(|e| {
+            fail(
+                EXIT_ERROR,
+                format_args!("Could not start the event loop: {e}"),
+            )
+        })?;
+    log::warn!("Starting event loop");
+    if config.log_disable {
+        logging::set_enabled(false);
+    }
+    reactor
+        .run()
+        .map_err(|e| fail(EXIT_ERROR, format_args!("Event loop failed: {e}")))
+}
+
+unsafe extern "C" {
+    #[link_name = "tzset"]
+    fn libc_tzset();
+}

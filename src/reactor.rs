@@ -1,0 +1,375 @@
+//! The event loop: one thread, one `mio::Poll`. Owns the listener, the slab
+//! of connections, the Consul poll timer and the hand-off from the poller
+//! thread, signals, connection deadlines and shutdown. Never blocks on
+//! anything but `poll`.
+
+use crate::conn::{Conn, Readiness, Scratch, Verdict};
+use crate::consul::{Client, PollError, Poller};
+use crate::logging;
+use crate::site::Site;
+use crate::tracker::Tracker;
+use log::Level;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const SIGNALS: Token = Token(2);
+/// Connection tokens start here, past the fixed ones.
+const FIRST_CONN: usize = 16;
+
+/// Concurrent connections; at the cap we stop accepting until one closes.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Connections accepted per loop turn, so a connect flood cannot starve
+/// clients already connected.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Out of descriptors: wait this long before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Sweeps of expired connections happen at most this often.
+const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
+/// A graceful shutdown waits at most this long for responses in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const EVENTS_CAPACITY: usize = 1024;
+
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    scratch: Scratch,
+    site: Site,
+    tracker: Tracker,
+    consul: Client,
+    poller: Poller,
+    waker: Arc<Waker>,
+    signals: Signals,
+    poll_interval: Duration,
+    next_poll: Instant,
+    poll_in_flight: bool,
+    /// The listener may have connections waiting (edge-triggered).
+    accept_ready: bool,
+    accept_paused_until: Option<Instant>,
+    /// Set once per EMFILE episode, so the log is not flooded.
+    descriptors_exhausted: bool,
+    next_sweep: Option<Instant>,
+    shutdown_by: Option<Instant>,
+    expired: Vec<usize>,
+}
+
+impl Reactor {
+    pub fn new(
+        listener: std::net::TcpListener,
+        site: Site,
+        tracker: Tracker,
+        consul: Client,
+        poll_interval: Duration,
+    ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let poller = Poller::spawn(consul.clone(), Arc::clone(&waker))?;
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            conns: Slab::with_capacity(64),
+            scratch: Scratch::new(),
+            site,
+            tracker,
+            consul,
+            poller,
+            waker,
+            signals,
+            poll_interval,
+            next_poll: Instant::now() + poll_interval,
+            poll_in_flight: false,
+            accept_ready: true,
+            accept_paused_until: None,
+            descriptors_exhausted: false,
+            next_sweep: None,
+            shutdown_by: None,
+            expired: Vec::new(),
+        })
+    }
+
+    /// Run until a signal ends it.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = self.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_ready = true,
+                    WAKER => self.take_poll_outcomes(now),
+                    SIGNALS => {
+                        if self.handle_signals(now) {
+                            return Ok(());
+                        }
+                    }
+                    Token(t) => {
+                        let ready = Readiness {
+                            read_closed: event.is_read_closed(),
+                        };
+                        self.conn_ready(t - FIRST_CONN, ready, now);
+                    }
+                }
+            }
+            self.accept(now);
+            self.run_timers(now);
+            if let Some(by) = self.shutdown_by {
+                if self.conns.is_empty() || now >= by {
+                    log::warn!("Shutdown complete");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sleep until the earliest thing that has a time.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if self.can_accept(now) {
+            return Some(Duration::ZERO);
+        }
+        let candidates = [
+            (!self.poll_in_flight && self.shutdown_by.is_none()).then_some(self.next_poll),
+            self.tracker.expiry(),
+            self.next_sweep,
+            self.accept_paused_until,
+            self.shutdown_by,
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    fn can_accept(&self, now: Instant) -> bool {
+        self.accept_ready
+            && self.listener.is_some()
+            && self.conns.len() < MAX_CONNECTIONS
+            && self.accept_paused_until.is_none_or(|t| now >= t)
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if !self.can_accept(now) {
+            return;
+        }
+        self.accept_paused_until = None;
+        for _ in 0..ACCEPTS_PER_TURN {
+            if self.conns.len() >= MAX_CONNECTIONS {
+                return;
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    self.descriptors_exhausted = false;
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key() + FIRST_CONN);
+                    let mut conn = Conn::new(sock, peer, now);
+                    if conn.register(self.poll.registry(), token).is_ok() {
+                        let deadline = conn.deadline();
+                        entry.insert(conn);
+                        self.note_deadline(deadline);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if is_out_of_descriptors(&e) => {
+                    if !self.descriptors_exhausted {
+                        log::error!(
+                            "Cannot accept connections: {e}; retrying every {} ms",
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                        self.descriptors_exhausted = true;
+                    }
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // Aborted or reset before we got to it: nothing to do.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn conn_ready(&mut self, key: usize, ready: Readiness, now: Instant) {
+        // A stale event for a closed (or reused) slot is harmless: the
+        // connection just finds nothing to read.
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let token = Token(key + FIRST_CONN);
+        let verdict = conn.ready(
+            ready,
+            self.poll.registry(),
+            token,
+            &mut self.scratch,
+            &self.site,
+            now,
+        );
+        if verdict == Verdict::Close || (self.shutdown_by.is_some() && conn.is_idle()) {
+            self.conns.remove(key);
+        } else {
+            let deadline = conn.deadline();
+            self.note_deadline(deadline);
+        }
+    }
+
+    fn note_deadline(&mut self, deadline: Instant) {
+        if self.next_sweep.is_none_or(|s| deadline < s) {
+            self.next_sweep = Some(deadline);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        if !self.poll_in_flight && self.shutdown_by.is_none() && now >= self.next_poll {
+            self.start_poll(now);
+        }
+        if self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now) {
+            self.site.update(&self.tracker);
+        }
+        if self.next_sweep.is_some_and(|at| now >= at) {
+            self.sweep(now);
+        }
+    }
+
+    fn start_poll(&mut self, now: Instant) {
+        self.next_poll = now + self.poll_interval;
+        if !self.poller.request() {
+            self.poller_died(now);
+            if !self.poller.request() {
+                return;
+            }
+        }
+        self.poll_in_flight = true;
+    }
+
+    fn poller_died(&mut self, now: Instant) {
+        self.poll_in_flight = false;
+        self.tracker.on_error(&PollError::PollerDied, now);
+        self.site.update(&self.tracker);
+        match Poller::spawn(self.consul.clone(), Arc::clone(&self.waker)) {
+            Ok(p) => self.poller = p,
+            Err(e) => log::error!("Cannot restart the Consul poller thread: {e}"),
+        }
+    }
+
+    fn take_poll_outcomes(&mut self, now: Instant) {
+        // Wake-ups coalesce: take everything that is there.
+        loop {
+            match self.poller.try_outcome() {
+                Ok(Some(outcome)) => {
+                    self.poll_in_flight = false;
+                    match outcome.result {
+                        Ok(selection) => self.tracker.on_answer(selection, now, SystemTime::now()),
+                        Err(e) => self.tracker.on_error(&e, now),
+                    }
+                    self.site.update(&self.tracker);
+                }
+                Ok(None) => return,
+                Err(()) => {
+                    self.poller_died(now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        let mut earliest: Option<Instant> = None;
+        self.expired.clear();
+        for (key, conn) in self.conns.iter() {
+            let d = conn.deadline();
+            if d <= now {
+                self.expired.push(key);
+            } else if earliest.is_none_or(|e| d < e) {
+                earliest = Some(d);
+            }
+        }
+        for &key in &self.expired {
+            log::debug!("Closing a connection past its deadline");
+            self.conns.remove(key);
+        }
+        self.next_sweep = earliest.map(|e| e.max(now + MIN_SWEEP_GAP));
+    }
+
+    /// Returns true when the loop must end now.
+    fn handle_signals(&mut self, now: Instant) -> bool {
+        let pid = std::process::id();
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGUSR1 => {
+                    logging::always(
+                        Level::Warn,
+                        format_args!(
+                            "Logging enabled via signal; send SIGUSR2 to PID {pid} to disable logging"
+                        ),
+                    );
+                    logging::set_enabled(true);
+                }
+                SIGUSR2 => {
+                    logging::always(
+                        Level::Warn,
+                        format_args!(
+                            "Logging disabled via signal; send SIGUSR1 to PID {pid} to enable logging"
+                        ),
+                    );
+                    logging::set_enabled(false);
+                }
+                SIGHUP => log::info!("SIGHUP received: nothing to reload"),
+                _ if self.shutdown_by.is_some() => {
+                    log::warn!("Second termination signal: exiting now");
+                    return true;
+                }
+                _ => self.begin_shutdown(now),
+            }
+        }
+        false
+    }
+
+    /// Stop accepting, close idle connections, let responses in flight
+    /// finish (each closing its connection), for at most `SHUTDOWN_GRACE`.
+    fn begin_shutdown(&mut self, now: Instant) {
+        log::warn!(
+            "Shutting down: finishing {} open connection(s) within {} s",
+            self.conns.len(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
+        self.site.draining = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.conns.retain(|_, conn| !conn.is_idle());
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,173 @@
+//! What the redirector believes about the active Vault node over time: each
+//! Consul answer or error updates it, with the grace period that keeps an
+//! agent restart invisible to clients. Logs the lines operators grep for.
+//! No I/O besides logging.
+
+use crate::consul::{PollError, Selection, Target};
+use crate::health::local_timestamp;
+use crate::logging;
+use log::Level;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Poll intervals without an answer from Consul after which the last known
+/// active node is dropped.
+const GRACE_INTERVALS: u32 = 2;
+
+pub struct Tracker {
+    grace: Duration,
+    active: Option<Target>,
+    last_answer_at: Instant,
+    /// Local wall-clock time of the last answer, for the health JSON.
+    last_poll_time: Option<String>,
+    last_error: Option<String>,
+}
+
+impl Tracker {
+    /// Start from the answer of the start-up poll.
+    pub fn new(poll_interval: Duration, initial: Target, now: Instant) -> Tracker {
+        Tracker {
+            grace: poll_interval * GRACE_INTERVALS,
+            active: Some(initial),
+            last_answer_at: now,
+            last_poll_time: Some(local_timestamp(SystemTime::now())),
+            last_error: None,
+        }
+    }
+
+    pub fn active(&self) -> Option<&str> {
+        self.active.as_deref()
+    }
+
+    pub fn last_poll_time(&self) -> Option<&str> {
+        self.last_poll_time.as_deref()
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// An answer from Consul ("no active node" is an answer too).
+    pub fn on_answer(&mut self, selection: Selection, now: Instant, wall: SystemTime) {
+        self.last_answer_at = now;
+        self.last_poll_time = Some(local_timestamp(wall));
+        self.last_error = None;
+        match &selection {
+            Selection::None => log::error!("NO vault services found with health check passing"),
+            Selection::One(t) => log::info!("Got active node as: {t}"),
+            Selection::Several { chosen, all } => log::warn!(
+                "Several passing Vault nodes are tagged active in Consul ({}); redirecting to {chosen}",
+                all.join(", ")
+            ),
+        }
+        self.set_active(selection.target().cloned());
+    }
+
+    /// A failed poll: logged every time (even with `-l`); the last known node
+    /// is kept until the grace period since the last answer runs out.
+    pub fn on_error(&mut self, error: &PollError, now: Instant) {
+        logging::always(
+            Level::Error,
+            format_args!("Exception encountered when polling active node: {error}"),
+        );
+        self.last_error = Some(error.to_string());
+        self.expire(now);
+    }
+
+    /// Drop the active node if Consul has not answered for the grace period
+    /// (errors, or a poll that never finishes). Returns true if it changed.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        if self.active.is_some() && now.duration_since(self.last_answer_at) >= self.grace {
+            self.set_active(None);
+            return true;
+        }
+        false
+    }
+
+    /// When `expire` could next drop the node, if it could.
+    pub fn expiry(&self) -> Option<Instant> {
+        self.active
+            .as_ref()
+            .map(|_| self.last_answer_at + self.grace)
+    }
+
+    fn set_active(&mut self, new: Option<Target>) {
+        if new != self.active {
+            log::warn!(
+                "Active vault node changed from {} to {}",
+                self.active.as_deref().unwrap_or("None"),
+                new.as_deref().unwrap_or("None")
+            );
+            self.active = new;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn tracker(now: Instant) -> Tracker {
+        Tracker::new(5 * SECOND, "a:8200".into(), now)
+    }
+
+    #[test]
+    fn answers_replace_the_node_and_the_poll_time() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        t.on_answer(
+            Selection::One("b:8200".into()),
+            t0 + SECOND,
+            SystemTime::now(),
+        );
+        assert_eq!(t.active(), Some("b:8200"));
+        t.on_answer(Selection::None, t0 + 2 * SECOND, SystemTime::now());
+        assert_eq!(t.active(), None);
+        assert!(t.last_poll_time().is_some());
+    }
+
+    #[test]
+    fn errors_keep_the_node_for_two_intervals() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        let err = PollError::Transport("connection refused".into());
+        let poll_time = t.last_poll_time().map(str::to_owned);
+        t.on_error(&err, t0 + 5 * SECOND);
+        assert_eq!(t.active(), Some("a:8200"));
+        assert_eq!(t.last_error(), Some("connection refused"));
+        assert_eq!(
+            t.last_poll_time().map(str::to_owned),
+            poll_time,
+            "failed polls leave the time"
+        );
+        t.on_error(&err, t0 + 10 * SECOND);
+        assert_eq!(t.active(), None);
+    }
+
+    #[test]
+    fn a_silent_consul_expires_on_the_timer() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        assert_eq!(t.expiry(), Some(t0 + 10 * SECOND));
+        assert!(!t.expire(t0 + 9 * SECOND));
+        assert!(t.expire(t0 + 10 * SECOND));
+        assert_eq!(t.active(), None);
+        assert_eq!(t.expiry(), None);
+    }
+
+    #[test]
+    fn an_answer_clears_the_error_and_restarts_the_grace() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        t.on_error(&PollError::Status(500, "boom".into()), t0 + 5 * SECOND);
+        t.on_answer(
+            Selection::One("a:8200".into()),
+            t0 + 6 * SECOND,
+            SystemTime::now(),
+        );
+        assert_eq!(t.last_error(), None);
+        t.on_error(&PollError::Status(500, "boom".into()), t0 + 11 * SECOND);
+        assert_eq!(t.active(), Some("a:8200"));
+    }
+}
