@@ -91,27 +91,16 @@ fn run(config: &Config) -> Result<(), u8> {
     log::warn!("Initial Vault active node: {active}");
     let tracker = tracker::Tracker::new(config.poll_interval, active, Instant::now());
 
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
+    let cannot_listen = |e: std::io::Error| {
         fail(
             EXIT_ERROR,
             format_args!("Could not listen on {}: {e}", config.listen),
         )
-    })?;
-    let bound = listener.local_addr().map_err(|e| {
-        fail(
-            EXIT_ERROR,
-            format_args!("Could not listen on {}: {e}", config.listen),
-        )
-    })?;
-    log::warn!(
-        "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
-        bound.port()
-    );
-    log::warn!(
-        "Setting Consul poll interval to {:?} seconds",
-        config.poll_interval.as_secs_f64()
-    );
-
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
+    let bound = listener.local_addr().map_err(cannot_listen)?;
+    // Signals are registered with the loop before the listening line, so
+    // that whoever reads it can signal us at once.
     let mut site = site::Site::new(
         config.scheme(),
         &config.consul_host_port,
@@ -125,6 +114,15 @@ fn run(config: &Config) -> Result<(), u8> {
                 format_args!("Could not start the event loop: {e}"),
             )
         })?;
+    log::warn!(
+        "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
+        bound.port()
+    );
+    log::warn!(
+        "Setting Consul poll interval to {:?} seconds",
+        config.poll_interval.as_secs_f64()
+    );
+
     log::warn!("Starting event loop");
     if config.log_disable {
         logging::set_enabled(false);

@@ -1,0 +1,158 @@
+//! Consul changing under a running redirector: new active nodes, no active
+//! node, errors (with the grace period), a hung Consul.
+
+use crate::client::get;
+use crate::daemon::{Daemon, SOON, eventually};
+use crate::fake_consul::{Answer, FakeConsul, active_node, fixture};
+use std::time::{Duration, Instant};
+
+fn location(d: &Daemon) -> Option<String> {
+    get(d.addr, "/v1/x").header("Location").map(str::to_owned)
+}
+
+fn health(d: &Daemon) -> (u16, serde_json::Value) {
+    let r = get(d.addr, "/vault-redirector-health");
+    (r.code, r.json())
+}
+
+#[test]
+fn a_new_active_node_reaches_the_location() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+    consul.set(Answer::Json(active_node("vault-c", "10.0.0.3", 8200)));
+    assert!(eventually(SOON, || location(&d).as_deref()
+        == Some("http://vault-c:8200/v1/x")));
+    assert!(
+        d.log()
+            .contains("Active vault node changed from vault-a:8200 to vault-c:8200"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(health(&d).1["active_vault"], "vault-c:8200");
+}
+
+#[test]
+fn no_active_node_answers_503_with_vaults_error_shape() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    consul.set(Answer::Json(fixture(
+        "stepdown_blocking_result_passing.json",
+    )));
+    assert!(eventually(SOON, || get(d.addr, "/v1/x").code == 503));
+    let r = get(d.addr, "/v1/x");
+    assert_eq!(r.status_line, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(r.body_text(), "{\"errors\":[\"no active Vault node\"]}");
+    let (code, json) = health(&d);
+    assert_eq!(code, 503);
+    assert_eq!(
+        get(d.addr, "/vault-redirector-health").status_line,
+        "HTTP/1.1 503 No Active Vault"
+    );
+    assert_eq!(json["active_vault"], serde_json::Value::Null);
+    assert_eq!(json["healthy"], true);
+    assert!(
+        d.log()
+            .contains("Active vault node changed from vault-a:8200 to None")
+    );
+    assert!(
+        d.log()
+            .contains("NO vault services found with health check passing")
+    );
+
+    consul.set(Answer::Json(fixture("steady_passing.json")));
+    assert!(eventually(SOON, || location(&d).as_deref()
+        == Some("http://testnode:8210/v1/x")));
+    assert_eq!(health(&d).0, 200);
+}
+
+#[test]
+fn consul_errors_keep_the_node_for_two_intervals_then_503() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    // A long interval, so that the grace period is easy to observe.
+    let d = Daemon::start(&["-P", "0", "-p", "1.5", &consul.host_port()]);
+    let (_, before) = health(&d);
+    consul.set(Answer::Status(500, "No cluster leader".into()));
+    let first_error = Instant::now();
+    assert!(
+        d.wait_for_log("Exception encountered when polling active node", SOON)
+            .is_some()
+    );
+    // Within the grace period: still redirecting, error shown in health.
+    let (code, json) = health(&d);
+    assert_eq!(code, 200);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+    assert_eq!(
+        json["last_consul_error"],
+        "Consul answered HTTP 500: No cluster leader"
+    );
+    assert_eq!(
+        json["last_consul_poll"], before["last_consul_poll"],
+        "failed polls do not move it"
+    );
+    // Then no active node.
+    assert!(eventually(SOON, || health(&d).0 == 503));
+    assert!(
+        first_error.elapsed() >= Duration::from_millis(1000),
+        "dropped too early"
+    );
+    assert_eq!(get(d.addr, "/v1/x").code, 503);
+    // And back once Consul answers.
+    consul.set(Answer::Json(active_node("vault-a", "10.0.0.1", 8200)));
+    assert!(eventually(SOON, || health(&d).0 == 200));
+    assert_eq!(health(&d).1["last_consul_error"], serde_json::Value::Null);
+}
+
+#[test]
+fn bad_json_from_consul_is_logged_and_ends_in_503() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    consul.set(Answer::Json(b"{\"not\": \"a list\"}".to_vec()));
+    assert!(eventually(SOON, || health(&d).0 == 503));
+    let line = d
+        .wait_for_log("Exception encountered when polling active node: ", SOON)
+        .unwrap();
+    assert!(line.contains("not a health service list"), "{line}");
+}
+
+#[test]
+fn a_hung_consul_never_slows_requests() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    consul.set(Answer::Hang);
+    // Let several polls get stuck, then time requests while they are.
+    assert!(eventually(SOON, || consul.request_count() >= 3));
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert!(matches!(get(d.addr, "/v1/x").code, 307 | 503));
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The poll timeout turns the hang into errors, and then into a 503.
+    assert!(
+        d.wait_for_log("Exception encountered when polling active node", SOON)
+            .is_some()
+    );
+    assert!(eventually(SOON, || health(&d).0 == 503));
+}
+
+#[test]
+fn several_passing_actives_pick_one_and_warn() {
+    let two = br#"[
+      {"Node":{"Node":"old","Address":"10.0.0.1"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":10},"Checks":[{"Status":"passing"}]},
+      {"Node":{"Node":"new","Address":"10.0.0.2"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":20},"Checks":[{"Status":"passing"}]}]"#;
+    let consul = FakeConsul::serving(two.to_vec());
+    let d = Daemon::start(&["-P", "0", &consul.host_port()]);
+    assert_eq!(location(&d).as_deref(), Some("http://new:8200/v1/x"));
+    assert!(
+        d.log()
+            .contains("Several passing Vault nodes are tagged active in Consul"),
+        "{}",
+        d.log()
+    );
+}

@@ -1,0 +1,163 @@
+//! The real binary, spawned on `-P 0`, with its stderr collected line by
+//! line so tests can wait for log lines; killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous bound for anything that should happen "at once".
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// The binary under test: `VAULT_REDIRECTOR_BIN` (a cross-built one, run
+/// under emulation) or the one cargo built.
+pub fn binary() -> String {
+    std::env::var("VAULT_REDIRECTOR_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_vault-redirector").to_owned())
+}
+
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(args);
+    cmd
+}
+
+type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+
+pub struct Daemon {
+    child: Child,
+    lines: Lines,
+    pub addr: SocketAddr,
+}
+
+impl Daemon {
+    /// Spawn and wait until it listens; panics with its log if it exits.
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::spawn(args);
+        let line = daemon
+            .wait_for_log("listening on ", SOON)
+            .unwrap_or_else(|| panic!("daemon did not start: {:?}\n{}", args, daemon.log()));
+        let addr = line
+            .rsplit("listening on ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')');
+        daemon.addr = addr.parse().unwrap();
+        if daemon.addr.ip().is_unspecified() {
+            daemon.addr.set_ip("127.0.0.1".parse().unwrap());
+        }
+        daemon
+    }
+
+    /// Spawn without waiting for anything.
+    pub fn spawn(args: &[&str]) -> Daemon {
+        let mut child = command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vault-redirector");
+        let stderr = child.stderr.take().unwrap();
+        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (lock, cv) = &*sink;
+                lock.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            addr: "0.0.0.0:0".parse().unwrap(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    /// Wait for a log line containing `needle` (seen before or after now).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_nth_log(needle, 1, timeout)
+    }
+
+    /// Wait until `n` log lines contain `needle`; returns the n-th.
+    pub fn wait_for_nth_log(&self, needle: &str, n: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().filter(|l| l.contains(needle)).nth(n - 1) {
+                return Some(l.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            lines = cv
+                .wait_timeout(lines, left.min(Duration::from_millis(100)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Wait for the process to exit; None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                let _ = self.wait_for_nth_log("\u{0}never", 1, Duration::from_millis(50));
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

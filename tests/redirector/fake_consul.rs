@@ -1,0 +1,162 @@
+//! An in-test Consul agent: serves `/v1/health/service/<svc>` from the
+//! shared fixtures (or any body), switchable at run time, with
+//! `X-Consul-Index` and blocking-query semantics, and records requests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../shared/fixtures/consul/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A one-node health answer, as Consul shapes it.
+pub fn active_node(node: &str, address: &str, port: u16) -> Vec<u8> {
+    format!(
+        r#"[{{"Node":{{"Node":"{node}","Address":"{address}"}},
+             "Service":{{"ID":"vault:{address}:{port}","Service":"vault","Tags":["active","initialized"],"Port":{port},"ModifyIndex":7}},
+             "Checks":[{{"CheckID":"serfHealth","Status":"passing"}},{{"CheckID":"vault:{address}:{port}:vault-sealed-check","Status":"passing"}}]}}]"#
+    )
+    .into_bytes()
+}
+
+#[derive(Clone)]
+pub enum Answer {
+    Json(Vec<u8>),
+    Status(u16, String),
+    /// Accept the connection and never answer.
+    Hang,
+}
+
+struct State {
+    answer: Answer,
+    index: u64,
+    requests: Vec<String>,
+}
+
+pub struct FakeConsul {
+    pub addr: SocketAddr,
+    shared: Arc<(Mutex<State>, Condvar)>,
+}
+
+impl FakeConsul {
+    pub fn start(answer: Answer) -> FakeConsul {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new((
+            Mutex::new(State {
+                answer,
+                index: 1,
+                requests: Vec::new(),
+            }),
+            Condvar::new(),
+        ));
+        let for_thread = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = Arc::clone(&for_thread);
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        FakeConsul { addr, shared }
+    }
+
+    pub fn serving(body: Vec<u8>) -> FakeConsul {
+        FakeConsul::start(Answer::Json(body))
+    }
+
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Change the answer; blocked queries return at once with a new index.
+    pub fn set(&self, answer: Answer) {
+        let (lock, cv) = &*self.shared;
+        let mut state = lock.lock().unwrap();
+        state.answer = answer;
+        state.index += 1;
+        cv.notify_all();
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.0.lock().unwrap().requests.clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.shared.0.lock().unwrap().requests.len()
+    }
+}
+
+fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    let query = target.split_once('?')?.1;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn parse_wait(text: &str) -> Duration {
+    let (num, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let n: f64 = num.parse().unwrap_or(0.0);
+    match unit {
+        "ms" => Duration::from_secs_f64(n / 1000.0),
+        "m" => Duration::from_secs_f64(n * 60.0),
+        _ => Duration::from_secs_f64(n),
+    }
+}
+
+fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let target = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+    let (lock, cv) = shared;
+    let mut state = lock.lock().unwrap();
+    state.requests.push(request_line.trim_end().to_owned());
+    // Blocking query: hold while the index is unchanged, up to `wait`.
+    if let Some(index) = query_param(&target, "index").and_then(|i| i.parse::<u64>().ok()) {
+        let wait = query_param(&target, "wait").map_or(Duration::from_secs(300), parse_wait);
+        let until = Instant::now() + wait;
+        while state.index == index && Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            state = cv.wait_timeout(state, left).unwrap().0;
+        }
+    }
+    let answer = state.answer.clone();
+    let index = state.index;
+    drop(state);
+    let mut stream = stream;
+    let (status, content_type, body) = match answer {
+        Answer::Json(body) => ("200 OK".to_owned(), "application/json", body),
+        Answer::Status(code, text) => (format!("{code} Error"), "text/plain", text.into_bytes()),
+        Answer::Hang => {
+            std::thread::sleep(Duration::from_secs(3600));
+            return;
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nX-Consul-Index: {index}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}

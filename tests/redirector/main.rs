@@ -1,0 +1,12 @@
+//! Black-box tests: the real binary against an in-test fake Consul, over
+//! loopback.
+
+mod client;
+mod daemon;
+mod fake_consul;
+
+mod cli;
+mod consul_changes;
+mod requests;
+mod signals;
+mod startup;
