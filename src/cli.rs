@@ -2,6 +2,7 @@
 //! tool's flags, help text, error texts and exit codes. No I/O beyond what
 //! `Outcome` asks `main` to print.
 
+use crate::limits::Limits;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub struct Config {
     pub key_path: Option<PathBuf>,
     /// The positional, exactly as given (it is echoed in the health JSON).
     pub consul_host_port: String,
+    pub limits: Limits,
 }
 
 impl Config {
@@ -62,7 +64,8 @@ pub enum Outcome {
 pub const USAGE: &str = "\
 usage: vault-redirector [-h] [-v] [-l] [-V] [-S] [-I] [-p POLL_INTERVAL]
                         [-P BIND_PORT] [-C CHECKID] [-c CERT_PATH]
-                        [-k KEY_PATH] [--bind ADDR]
+                        [-k KEY_PATH] [--bind ADDR] [--max-connections N]
+                        [--head-timeout SECS] [--idle-timeout SECS]
                         CONSUL_HOST_PORT
 ";
 
@@ -105,6 +108,12 @@ options:
                         must also specify -c|--cert-path
   --bind ADDR           IP address to listen on (default 0.0.0.0; IPv6
                         literals such as :: are accepted)
+  --max-connections N   Concurrent client connections; at the cap new ones
+                        wait in the kernel's backlog (default 10000)
+  --head-timeout SECS   Close a connection whose request head has not fully
+                        arrived within SECS of its first byte (default 10)
+  --idle-timeout SECS   Close a keep-alive connection idle for SECS
+                        (default 60)
 ";
 
 pub fn help_text() -> String {
@@ -164,6 +173,14 @@ fn parse_interval(text: &str) -> Option<f64> {
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0 && *v <= 86_400.0)
+}
+
+fn parse_count(text: &str) -> Option<usize> {
+    text.trim().parse().ok().filter(|n| *n > 0)
+}
+
+fn parse_seconds(text: &str) -> Option<Duration> {
+    parse_interval(text).map(Duration::from_secs_f64)
 }
 
 fn parse_path(text: &str) -> Option<PathBuf> {
@@ -227,6 +244,33 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
         parse_path,
     )?;
     let bind = last_value(&mut args, "--bind", "--bind", "address", parse_bind)?;
+    let max_connections = last_value(
+        &mut args,
+        "--max-connections",
+        "--max-connections",
+        "count",
+        parse_count,
+    )?;
+    let head_timeout = last_value(
+        &mut args,
+        "--head-timeout",
+        "--head-timeout",
+        "seconds",
+        parse_seconds,
+    )?;
+    let idle_timeout = last_value(
+        &mut args,
+        "--idle-timeout",
+        "--idle-timeout",
+        "seconds",
+        parse_seconds,
+    )?;
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_connections: max_connections.unwrap_or(defaults.max_connections),
+        head_timeout: head_timeout.unwrap_or(defaults.head_timeout),
+        idle_timeout: idle_timeout.unwrap_or(defaults.idle_timeout),
+    };
 
     let mut verbosity: u8 = 0;
     while args.contains(["-v", "--verbose"]) {
@@ -286,6 +330,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
         cert_path,
         key_path,
         consul_host_port,
+        limits,
     })))
 }
 
@@ -329,6 +374,24 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.consul_host_port, "consul:8500");
         assert_eq!(c.scheme(), "http");
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_options() {
+        let c = config(&[
+            "--max-connections",
+            "5",
+            "--head-timeout=0.5",
+            "--idle-timeout",
+            "2",
+            "c:1",
+        ]);
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.limits.head_timeout, Duration::from_millis(500));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(2));
+        assert_eq!(failure(&["--max-connections", "0", "c:1"]).1, EXIT_USAGE);
+        assert_eq!(failure(&["--idle-timeout", "-1", "c:1"]).1, EXIT_USAGE);
     }
 
     #[test]

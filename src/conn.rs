@@ -2,22 +2,15 @@
 //! (open, closing after the last response, lingering), its deadline, and the
 //! readiness interest it needs. Per-connection problems end here as a close.
 
+use crate::limits::{LINGER, Limits};
 use crate::session::{Flow, Session};
 use crate::site::Site;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// A request head must arrive within this long of its first byte (or of
-/// the connection opening): slow-header clients cannot pin a connection.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// A keep-alive connection with nothing going on is closed after this.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-/// After the last response: how long to drain the client's input so that
-/// closing does not reset the connection and destroy the response.
-pub const LINGER: Duration = Duration::from_secs(2);
 /// Stop reading requests while this much output waits for a slow reader.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Reads of discarded input per wake-up while lingering.
@@ -39,6 +32,15 @@ impl Scratch {
             out: Vec::with_capacity(READ_BUF_BYTES),
         }
     }
+}
+
+/// What handling any connection needs from the loop, for one wake-up.
+pub struct LoopEnv<'a> {
+    pub registry: &'a Registry,
+    pub scratch: &'a mut Scratch,
+    pub site: &'a Site,
+    pub limits: &'a Limits,
+    pub now: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +85,14 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant) -> Conn {
+    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
         Conn {
             sock,
             peer,
             session: Session::default(),
             out: Vec::new(),
             phase: Phase::Open,
-            deadline: now + HEAD_TIMEOUT,
+            deadline: now + limits.head_timeout,
             head_clock: true,
             writable_interest: false,
             peer_closed: false,
@@ -111,16 +113,8 @@ impl Conn {
     }
 
     /// Handle readiness; `Close` means drop the connection now.
-    pub fn ready(
-        &mut self,
-        ready: Readiness,
-        registry: &Registry,
-        token: Token,
-        scratch: &mut Scratch,
-        site: &Site,
-        now: Instant,
-    ) -> Verdict {
-        match self.pump(ready, scratch, site, now) {
+    pub fn ready(&mut self, ready: Readiness, token: Token, env: &mut LoopEnv<'_>) -> Verdict {
+        match self.pump(ready, env) {
             Ok(Verdict::Keep) => {}
             Ok(Verdict::Close) => return Verdict::Close,
             Err(e) => {
@@ -135,7 +129,8 @@ impl Conn {
             } else {
                 Interest::READABLE
             };
-            if registry
+            if env
+                .registry
                 .reregister(&mut self.sock, token, interest)
                 .is_err()
             {
@@ -146,13 +141,8 @@ impl Conn {
         Verdict::Keep
     }
 
-    fn pump(
-        &mut self,
-        ready: Readiness,
-        scratch: &mut Scratch,
-        site: &Site,
-        now: Instant,
-    ) -> io::Result<Verdict> {
+    fn pump(&mut self, ready: Readiness, env: &mut LoopEnv<'_>) -> io::Result<Verdict> {
+        let now = env.now;
         if ready.read_closed {
             self.peer_closed = true;
         }
@@ -161,10 +151,10 @@ impl Conn {
             progress |= self.flush()? > 0;
         }
         if self.phase == Phase::Lingering {
-            return self.drain_linger(scratch);
+            return self.drain_linger(env.scratch);
         }
         if self.phase == Phase::Open {
-            progress |= self.read_requests(scratch, site)?;
+            progress |= self.read_requests(env.scratch, env.site)?;
         }
         if self.peer_closed && self.phase == Phase::Open {
             self.phase = Phase::CloseAfterFlush;
@@ -175,17 +165,17 @@ impl Conn {
             let _ = self.sock.shutdown(Shutdown::Write);
             self.phase = Phase::Lingering;
             self.deadline = now + LINGER;
-            return self.drain_linger(scratch);
+            return self.drain_linger(env.scratch);
         }
         if progress {
             if self.session.in_head() {
                 if !self.head_clock {
                     self.head_clock = true;
-                    self.deadline = now + HEAD_TIMEOUT;
+                    self.deadline = now + env.limits.head_timeout;
                 }
             } else {
                 self.head_clock = false;
-                self.deadline = now + KEEPALIVE_IDLE;
+                self.deadline = now + env.limits.idle_timeout;
             }
         }
         Ok(Verdict::Keep)

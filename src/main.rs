@@ -7,6 +7,7 @@ mod conn;
 mod consul;
 mod health;
 mod http;
+mod limits;
 mod logging;
 mod reactor;
 mod session;
@@ -107,13 +108,28 @@ fn run(config: &Config) -> Result<(), u8> {
         config.poll_interval.as_secs_f64(),
     );
     site.update(&tracker);
-    let mut reactor = reactor::Reactor::new(listener, site, tracker, client, config.poll_interval)
-        .map_err(|e| {
-            fail(
-                EXIT_ERROR,
-                format_args!("Could not start the event loop: {e}"),
-            )
-        })?;
+    if let Some(soft) = limits::raise_descriptor_limit(config.limits.max_connections) {
+        if soft < config.limits.max_connections as u64 {
+            log::warn!(
+                "Open-file limit is {soft}: fewer than {} connections can be served at once",
+                config.limits.max_connections
+            );
+        }
+    }
+    let mut reactor = reactor::Reactor::new(
+        listener,
+        site,
+        tracker,
+        client,
+        config.poll_interval,
+        config.limits,
+    )
+    .map_err(|e| {
+        fail(
+            EXIT_ERROR,
+            format_args!("Could not start the event loop: {e}"),
+        )
+    })?;
     log::warn!(
         "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
         bound.port()

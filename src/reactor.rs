@@ -3,8 +3,9 @@
 //! thread, signals, connection deadlines and shutdown. Never blocks on
 //! anything but `poll`.
 
-use crate::conn::{Conn, Readiness, Scratch, Verdict};
+use crate::conn::{Conn, LoopEnv, Readiness, Scratch, Verdict};
 use crate::consul::{Client, PollError, Poller};
+use crate::limits::{Limits, SHUTDOWN_GRACE};
 use crate::logging;
 use crate::site::Site;
 use crate::tracker::Tracker;
@@ -24,8 +25,6 @@ const SIGNALS: Token = Token(2);
 /// Connection tokens start here, past the fixed ones.
 const FIRST_CONN: usize = 16;
 
-/// Concurrent connections; at the cap we stop accepting until one closes.
-pub const MAX_CONNECTIONS: usize = 10_000;
 /// Connections accepted per loop turn, so a connect flood cannot starve
 /// clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
@@ -33,8 +32,6 @@ const ACCEPTS_PER_TURN: usize = 256;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
-/// A graceful shutdown waits at most this long for responses in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const EVENTS_CAPACITY: usize = 1024;
 
 pub struct Reactor {
@@ -42,6 +39,7 @@ pub struct Reactor {
     listener: Option<TcpListener>,
     conns: Slab<Conn>,
     scratch: Scratch,
+    limits: Limits,
     site: Site,
     tracker: Tracker,
     consul: Client,
@@ -68,6 +66,7 @@ impl Reactor {
         tracker: Tracker,
         consul: Client,
         poll_interval: Duration,
+        limits: Limits,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -84,6 +83,7 @@ impl Reactor {
             listener: Some(listener),
             conns: Slab::with_capacity(64),
             scratch: Scratch::new(),
+            limits,
             site,
             tracker,
             consul,
@@ -164,7 +164,7 @@ impl Reactor {
     fn can_accept(&self, now: Instant) -> bool {
         self.accept_ready
             && self.listener.is_some()
-            && self.conns.len() < MAX_CONNECTIONS
+            && self.conns.len() < self.limits.max_connections
             && self.accept_paused_until.is_none_or(|t| now >= t)
     }
 
@@ -174,7 +174,7 @@ impl Reactor {
         }
         self.accept_paused_until = None;
         for _ in 0..ACCEPTS_PER_TURN {
-            if self.conns.len() >= MAX_CONNECTIONS {
+            if self.conns.len() >= self.limits.max_connections {
                 return;
             }
             let Some(listener) = &self.listener else {
@@ -182,11 +182,10 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((sock, peer)) => {
-                    self.descriptors_exhausted = false;
                     let _ = sock.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key() + FIRST_CONN);
-                    let mut conn = Conn::new(sock, peer, now);
+                    let mut conn = Conn::new(sock, peer, now, &self.limits);
                     if conn.register(self.poll.registry(), token).is_ok() {
                         let deadline = conn.deadline();
                         entry.insert(conn);
@@ -194,6 +193,11 @@ impl Reactor {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Caught up with the backlog: an exhaustion episode is over.
+                    if self.descriptors_exhausted {
+                        log::warn!("Accepting connections again");
+                        self.descriptors_exhausted = false;
+                    }
                     self.accept_ready = false;
                     return;
                 }
@@ -221,14 +225,14 @@ impl Reactor {
             return;
         };
         let token = Token(key + FIRST_CONN);
-        let verdict = conn.ready(
-            ready,
-            self.poll.registry(),
-            token,
-            &mut self.scratch,
-            &self.site,
+        let mut env = LoopEnv {
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            site: &self.site,
+            limits: &self.limits,
             now,
-        );
+        };
+        let verdict = conn.ready(ready, token, &mut env);
         if verdict == Verdict::Close || (self.shutdown_by.is_some() && conn.is_idle()) {
             self.conns.remove(key);
         } else {

@@ -50,6 +50,16 @@ impl Client {
         }
     }
 
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn local_port(&self) -> u16 {
         self.stream.local_addr().unwrap().port()
     }

@@ -34,7 +34,16 @@ pub struct Daemon {
 impl Daemon {
     /// Spawn and wait until it listens; panics with its log if it exits.
     pub fn start(args: &[&str]) -> Daemon {
-        let mut daemon = Daemon::spawn(args);
+        Daemon::start_command(command(args))
+    }
+
+    /// `start` with a command prepared by the caller (limits, environment).
+    pub fn start_command(cmd: Command) -> Daemon {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut daemon = Daemon::spawn_command(cmd);
         let line = daemon
             .wait_for_log("listening on ", SOON)
             .unwrap_or_else(|| panic!("daemon did not start: {:?}\n{}", args, daemon.log()));
@@ -52,7 +61,11 @@ impl Daemon {
 
     /// Spawn without waiting for anything.
     pub fn spawn(args: &[&str]) -> Daemon {
-        let mut child = command(args)
+        Daemon::spawn_command(command(args))
+    }
+
+    pub fn spawn_command(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -107,6 +120,18 @@ impl Daemon {
                 .unwrap()
                 .0;
         }
+    }
+
+    /// CPU time (user + system) the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / hz)
     }
 
     pub fn count_log(&self, needle: &str) -> usize {

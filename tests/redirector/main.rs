@@ -7,6 +7,7 @@ mod fake_consul;
 
 mod cli;
 mod consul_changes;
+mod hostile;
 mod requests;
 mod signals;
 mod startup;

@@ -1,0 +1,301 @@
+//! Hostile and heavy clients: deadlines, the connection cap, running out
+//! of descriptors, lingering closes, back-pressure, graceful shutdown.
+
+use crate::client::Client;
+use crate::daemon::{Daemon, SOON, command};
+use crate::fake_consul::{FakeConsul, active_node};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+fn consul() -> FakeConsul {
+    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
+}
+
+fn start(consul: &FakeConsul, extra: &[&str]) -> Daemon {
+    let hp = consul.host_port();
+    let mut args = vec!["-P", "0"];
+    args.extend_from_slice(extra);
+    args.push(&hp);
+    Daemon::start(&args)
+}
+
+/// Wait for the server to close: true on EOF or reset, false on timeout.
+fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn get_on(c: &mut Client, target: &str) -> u16 {
+    c.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    c.response(false).code
+}
+
+#[test]
+fn an_unfinished_head_is_closed_at_the_head_deadline() {
+    let c = consul();
+    let d = start(&c, &["--head-timeout", "0.5"]);
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET /v1/x HTTP/1.1\r\nHost:").unwrap();
+    assert!(closed_within(&mut s, SOON));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Dribbling bytes does not push the head deadline back.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for b in b"GET /v1/x HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed || closed_within(&mut s, SOON));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_silent_new_connection_is_closed_at_the_head_deadline() {
+    let c = consul();
+    let d = start(&c, &["--head-timeout", "0.3"]);
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    assert!(closed_within(&mut s, SOON));
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_at_the_idle_deadline() {
+    let c = consul();
+    let d = start(&c, &["--idle-timeout", "0.5"]);
+    let mut client = Client::connect(d.addr);
+    assert_eq!(get_on(&mut client, "/a"), 307);
+    let started = Instant::now();
+    assert!(client.closed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn at_the_connection_cap_new_clients_wait_without_spinning() {
+    let c = consul();
+    let d = start(&c, &["--max-connections", "3"]);
+    let mut held: Vec<Client> = (0..3).map(|_| Client::connect(d.addr)).collect();
+    for h in &mut held {
+        assert_eq!(get_on(h, "/held"), 307);
+    }
+    // The fourth connects (kernel backlog) but is not served while full.
+    let mut waiting = TcpStream::connect(d.addr).unwrap();
+    waiting.write_all(b"GET /waiting HTTP/1.1\r\n\r\n").unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let cpu_before = d.cpu_time();
+    let mut buf = [0u8; 512];
+    let early = waiting.read(&mut buf);
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    let spent = d.cpu_time() - cpu_before;
+    assert!(
+        spent < Duration::from_millis(200),
+        "busy loop at the cap: {spent:?} CPU in 0.5 s"
+    );
+    // One leaves: the waiting client is served.
+    held.pop();
+    waiting.set_read_timeout(Some(SOON)).unwrap();
+    let n = waiting.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 307"));
+}
+
+#[test]
+fn out_of_descriptors_backs_off_logs_once_and_recovers() {
+    let c = consul();
+    let mut cmd = command(&["-P", "0", &c.host_port()]);
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let d = Daemon::start_command(cmd);
+    let mut clients: Vec<Client> = (0..40)
+        .map(|i| {
+            let mut c = Client::connect(d.addr);
+            c.send(format!("GET /n{i} HTTP/1.1\r\n\r\n").as_bytes());
+            c
+        })
+        .collect();
+    assert!(
+        d.wait_for_log("Cannot accept connections", SOON).is_some(),
+        "{}",
+        d.log()
+    );
+    let cpu_before = d.cpu_time();
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = d.cpu_time() - cpu_before;
+    assert!(
+        spent < Duration::from_millis(200),
+        "busy loop on EMFILE: {spent:?} CPU in 0.5 s"
+    );
+    // Each client, once answered, leaves and frees a descriptor for the next.
+    for (i, client) in clients.iter_mut().enumerate() {
+        let r = client.response(false);
+        assert_eq!(
+            r.header("Location"),
+            Some(format!("http://vault-a:8200/n{i}").as_str())
+        );
+        client.send(b"GET /bye HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let _ = client.response(false);
+    }
+    assert!(
+        d.wait_for_log("Accepting connections again", SOON)
+            .is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.count_log("Cannot accept connections"), 1, "{}", d.log());
+}
+
+#[test]
+fn an_error_response_survives_unread_input() {
+    // The client sends a bad request and a lot more; closing with that input
+    // unread would reset the connection and destroy the 400.
+    let c = consul();
+    let d = start(&c, &[]);
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    let mut payload = b"GET http://evil/ HTTP/1.1\r\n\r\n".to_vec();
+    payload.extend(std::iter::repeat_n(b'x', 256 * 1024));
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = s.write_all(&payload);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    s.set_read_timeout(Some(SOON)).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    writer.join().unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text:?}");
+    assert!(text.ends_with("}"), "the whole body arrives: {text:?}");
+}
+
+#[test]
+fn a_client_that_does_not_read_gets_everything_in_order_later() {
+    let c = consul();
+    let d = start(&c, &[]);
+    let mut client = Client::connect(d.addr);
+    let requests = 20_000;
+    let batch: String = (0..requests)
+        .map(|i| format!("GET /p{i} HTTP/1.1\r\n\r\n"))
+        .collect();
+    let s = TcpStream::connect(d.addr).unwrap();
+    // Write from another thread: the server stops reading while our
+    // unread responses pile up, so this write blocks until we read.
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || s.write_all(batch.as_bytes()).unwrap())
+    };
+    // Meanwhile others are served.
+    assert_eq!(get_on(&mut client, "/other"), 307);
+    let mut reader = Client::from_stream(s.try_clone().unwrap());
+    for i in 0..requests {
+        let r = reader.response(false);
+        assert_eq!(
+            r.header("Location"),
+            Some(format!("http://vault-a:8200/p{i}").as_str())
+        );
+    }
+    writer.join().unwrap();
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
+#[test]
+fn idle_connections_do_not_slow_others() {
+    let c = consul();
+    let d = start(&c, &[]);
+    let idle: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(d.addr).unwrap())
+        .collect();
+    let mut client = Client::connect(d.addr);
+    for _ in 0..50 {
+        let started = Instant::now();
+        assert_eq!(get_on(&mut client, "/busy"), 307);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    drop(idle);
+}
+
+#[test]
+fn shutdown_is_bounded_and_a_second_signal_is_immediate() {
+    let c = consul();
+    // A request that never completes keeps the shutdown waiting...
+    let mut d = start(&c, &["--head-timeout", "60"]);
+    let _stuck = half_sent_request(&d);
+    let started = Instant::now();
+    d.signal(libc::SIGTERM);
+    // ...but not for more than the grace period.
+    let status = d.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+
+    let mut d = start(&c, &["--head-timeout", "60"]);
+    let _stuck = half_sent_request(&d);
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_for_log("Shutting down", SOON).is_some());
+    let started = Instant::now();
+    d.signal(libc::SIGINT);
+    assert_eq!(d.wait_exit(SOON).and_then(|s| s.code()), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A connection in the middle of a request head, known to the server: it
+/// answered a first request on it, and a later request on another
+/// connection, sent after the half head.
+fn half_sent_request(d: &Daemon) -> Client {
+    let mut stuck = Client::connect(d.addr);
+    assert_eq!(get_on(&mut stuck, "/first"), 307);
+    stuck.send(b"GET /never HTTP/1.1\r\n");
+    let mut probe = Client::connect(d.addr);
+    assert_eq!(get_on(&mut probe, "/probe"), 307);
+    stuck
+}
