@@ -82,6 +82,10 @@ pub struct Conn {
     /// WRITABLE interest is registered (only while output is pending).
     writable_interest: bool,
     peer_closed: bool,
+    /// The last read left nothing in the socket's receive queue.
+    drained: bool,
+    /// TCP_NODELAY is set (once the connection is kept alive).
+    nodelay: bool,
 }
 
 impl Conn {
@@ -96,6 +100,8 @@ impl Conn {
             head_clock: true,
             writable_interest: false,
             peer_closed: false,
+            drained: true,
+            nodelay: false,
         }
     }
 
@@ -160,7 +166,12 @@ impl Conn {
             self.phase = Phase::CloseAfterFlush;
         }
         if self.phase == Phase::CloseAfterFlush && self.out.is_empty() {
-            // Shut down our side, then read until the client's EOF so that
+            // Nothing unread and nothing more coming: a plain close sends a
+            // FIN after the response, as the client expects.
+            if self.drained && (self.peer_closed || self.session.ended_cleanly()) {
+                return Ok(Verdict::Close);
+            }
+            // Otherwise shut down our side, then read until the client's EOF so that
             // unread input does not turn the close into a reset.
             let _ = self.sock.shutdown(Shutdown::Write);
             self.phase = Phase::Lingering;
@@ -189,14 +200,19 @@ impl Conn {
             let n = match self.sock.read(&mut scratch.read) {
                 Ok(0) => {
                     self.peer_closed = true;
+                    self.drained = true;
                     break;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             got_bytes = true;
+            self.drained = n < scratch.read.len();
             scratch.out.clear();
             let flow = self
                 .session
@@ -206,8 +222,15 @@ impl Conn {
                 self.phase = Phase::CloseAfterFlush;
                 break;
             }
+            // Kept alive: later responses must not wait for the client's
+            // delayed ACK (Nagle). Like nginx, a one-request connection skips
+            // the extra system call.
+            if !self.nodelay && !scratch.out.is_empty() {
+                self.nodelay = true;
+                let _ = self.sock.set_nodelay(true);
+            }
             // A short read drained the socket: the next bytes bring a new event.
-            if n < scratch.read.len() {
+            if self.drained {
                 break;
             }
         }

@@ -2,6 +2,8 @@
 //! how its body is framed (rejecting smuggling shapes), and serialize
 //! responses into a caller's buffer.
 
+use std::io::Write;
+
 /// A request head larger than this is answered 431 and the connection closed.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// More header lines than this are answered 431 (httparse needs a fixed array).
@@ -228,9 +230,8 @@ pub fn write_response(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(r.body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "Content-Length: {}\r\n", r.body.len());
     end_of_head(out, close);
     if !head_only {
         out.extend_from_slice(r.body);

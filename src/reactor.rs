@@ -182,7 +182,6 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key() + FIRST_CONN);
                     let mut conn = Conn::new(sock, peer, now, &self.limits);

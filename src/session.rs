@@ -20,12 +20,21 @@ pub struct Session {
     partial: Vec<u8>,
     /// Bytes of the current request's body still to discard.
     body_left: u64,
+    /// The session closed after a complete request with nothing after it:
+    /// the client expects the close and has nothing more to send.
+    clean_end: bool,
 }
 
 impl Session {
     /// Between requests: nothing buffered, no body being skipped.
     pub fn is_idle(&self) -> bool {
         self.partial.is_empty() && self.body_left == 0
+    }
+
+    /// After `Flow::Close`: true if no input is pending or expected, so the
+    /// connection may close at once instead of lingering.
+    pub fn ended_cleanly(&self) -> bool {
+        self.clean_end
     }
 
     /// Part of a request head has arrived (the head deadline applies).
@@ -92,6 +101,7 @@ impl Session {
                 || (head.expect_continue && head.body != Body::None);
             let keep = site.answer(&head, peer, out, close);
             if close || !keep {
+                self.clean_end = keep && head.body == Body::None && pos == buf.len();
                 return (Flow::Close, buf.len());
             }
             if let Body::Length(n) = head.body {

@@ -4,7 +4,7 @@
 //! request costs no formatting beyond copying bytes. No I/O besides logging.
 
 use crate::health::{self, HEALTH_PATH, HealthView};
-use crate::http::{self, Head, Response};
+use crate::http::{self, Head, Response, Version};
 use crate::tracker::Tracker;
 use std::net::SocketAddr;
 
@@ -17,6 +17,9 @@ pub struct Site {
     /// `scheme://node:port`, the Location without the request target.
     location: Option<Vec<u8>>,
     health_body: Vec<u8>,
+    /// The whole health response for the load balancer's usual probe
+    /// (HTTP/1.1, keep-alive, not HEAD), built once per Consul answer.
+    health_keep_alive: Vec<u8>,
     /// Seconds a client should wait before retrying a 503 (the poll interval).
     retry_after: String,
     /// Shutting down: every answer closes its connection.
@@ -30,6 +33,7 @@ impl Site {
             consul_host_port: consul_host_port.to_owned(),
             location: None,
             health_body: Vec::new(),
+            health_keep_alive: Vec::new(),
             retry_after: (poll_secs.ceil().max(1.0) as u64).to_string(),
             draining: false,
         }
@@ -47,6 +51,28 @@ impl Site {
             last_consul_error: tracker.last_error(),
         })
         .into_bytes();
+        let mut keep_alive = Vec::new();
+        http::write_response(
+            &mut keep_alive,
+            Version::Http11,
+            &self.health_response(),
+            false,
+            false,
+        );
+        self.health_keep_alive = keep_alive;
+    }
+
+    fn health_response(&self) -> Response<'_> {
+        Response {
+            status: if self.location.is_some() {
+                "200 OK"
+            } else {
+                "503 No Active Vault"
+            },
+            content_type: "application/json",
+            extra_headers: &[("Cache-Control", "no-store")],
+            body: &self.health_body,
+        }
     }
 
     /// Append the answer to `head` to `out`. Returns false if the connection
@@ -62,18 +88,13 @@ impl Site {
         let method = head.method;
         let target = head.target;
         if target == HEALTH_PATH {
-            let (status, code) = if self.location.is_some() {
-                ("200 OK", 200)
+            if head.version == Version::Http11 && !close && !head_only {
+                out.extend_from_slice(&self.health_keep_alive);
             } else {
-                ("503 No Active Vault", 503)
-            };
-            let response = Response {
-                status,
-                content_type: "application/json",
-                extra_headers: &[("Cache-Control", "no-store")],
-                body: &self.health_body,
-            };
-            http::write_response(out, head.version, &response, head_only, close);
+                let response = self.health_response();
+                http::write_response(out, head.version, &response, head_only, close);
+            }
+            let code = if self.location.is_some() { 200 } else { 503 };
             log::info!("RESPOND {code} for {method} request for {target} from {peer}");
             return true;
         }
