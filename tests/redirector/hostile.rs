@@ -299,3 +299,42 @@ fn half_sent_request(d: &Daemon) -> Client {
     assert_eq!(get_on(&mut probe, "/probe"), 307);
     stuck
 }
+
+/// Close with SO_LINGER 0: the kernel sends RST instead of FIN.
+fn reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor we own, with a correctly sized struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(stream);
+}
+
+#[test]
+fn resets_before_accept_or_mid_request_are_quiet() {
+    let c = consul();
+    let d = start(&c, &[]);
+    for i in 0..100 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(b"GET /v1/half HTTP/1.1\r\nHo").unwrap(),
+            _ => s.write_all(b"GET /v1/full HTTP/1.1\r\n\r\n").unwrap(),
+        }
+        reset(s);
+    }
+    let mut client = Client::connect(d.addr);
+    assert_eq!(get_on(&mut client, "/after-resets"), 307);
+    assert_eq!(d.count_log("ERROR"), 0, "{}", d.log());
+}
