@@ -5,10 +5,10 @@
 use crate::limits::{LINGER, Limits};
 use crate::session::{Flow, Session};
 use crate::site::Site;
-use mio::net::TcpStream;
+use crate::transport::Transport;
 use mio::{Interest, Registry, Token};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Stop reading requests while this much output waits for a slow reader.
@@ -70,7 +70,7 @@ pub struct Readiness {
 }
 
 pub struct Conn {
-    sock: TcpStream,
+    transport: Transport,
     peer: SocketAddr,
     session: Session,
     /// Response bytes the socket has not taken yet.
@@ -89,9 +89,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
+    /// A new connection; its first head (and TLS handshake) must arrive
+    /// within the head timeout.
+    pub fn new(transport: Transport, peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
         Conn {
-            sock,
+            transport,
             peer,
             session: Session::default(),
             out: Vec::new(),
@@ -106,7 +108,7 @@ impl Conn {
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut self.sock, token, Interest::READABLE)
+        registry.register(self.transport.socket(), token, Interest::READABLE)
     }
 
     pub fn deadline(&self) -> Instant {
@@ -115,7 +117,10 @@ impl Conn {
 
     /// Between requests with nothing to send: safe to close at shutdown.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Open && self.session.is_idle() && self.out.is_empty()
+        self.phase == Phase::Open
+            && self.session.is_idle()
+            && self.out.is_empty()
+            && !self.transport.has_pending_output()
     }
 
     /// Handle readiness; `Close` means drop the connection now.
@@ -128,7 +133,7 @@ impl Conn {
                 return Verdict::Close;
             }
         }
-        let want_writable = !self.out.is_empty();
+        let want_writable = !self.out.is_empty() || self.transport.has_pending_output();
         if want_writable != self.writable_interest {
             let interest = if want_writable {
                 Interest::READABLE | Interest::WRITABLE
@@ -137,7 +142,7 @@ impl Conn {
             };
             if env
                 .registry
-                .reregister(&mut self.sock, token, interest)
+                .reregister(self.transport.socket(), token, interest)
                 .is_err()
             {
                 return Verdict::Close;
@@ -155,6 +160,8 @@ impl Conn {
         let mut progress = false;
         if !self.out.is_empty() {
             progress |= self.flush()? > 0;
+        } else if self.transport.has_pending_output() {
+            self.transport.flush()?;
         }
         if self.phase == Phase::Lingering {
             return self.drain_linger(env.scratch);
@@ -166,6 +173,10 @@ impl Conn {
             self.phase = Phase::CloseAfterFlush;
         }
         if self.phase == Phase::CloseAfterFlush && self.out.is_empty() {
+            self.transport.send_close_notify();
+            if !self.transport.flush()? {
+                return Ok(Verdict::Keep);
+            }
             // Nothing unread and nothing more coming: a plain close sends a
             // FIN after the response, as the client expects.
             if self.drained && (self.peer_closed || self.session.ended_cleanly()) {
@@ -173,7 +184,7 @@ impl Conn {
             }
             // Otherwise shut down our side, then read until the client's EOF so that
             // unread input does not turn the close into a reset.
-            let _ = self.sock.shutdown(Shutdown::Write);
+            self.transport.shutdown_write();
             self.phase = Phase::Lingering;
             self.deadline = now + LINGER;
             return self.drain_linger(env.scratch);
@@ -197,7 +208,7 @@ impl Conn {
     fn read_requests(&mut self, scratch: &mut Scratch, site: &Site) -> io::Result<bool> {
         let mut got_bytes = false;
         while self.out.len() < OUT_HIGH_WATER {
-            let n = match self.sock.read(&mut scratch.read) {
+            let n = match self.transport.read(&mut scratch.read) {
                 Ok(0) => {
                     self.peer_closed = true;
                     self.drained = true;
@@ -212,7 +223,7 @@ impl Conn {
                 Err(e) => return Err(e),
             };
             got_bytes = true;
-            self.drained = n < scratch.read.len();
+            self.drained = self.transport.short_read_drains() && n < scratch.read.len();
             scratch.out.clear();
             let flow = self
                 .session
@@ -227,7 +238,7 @@ impl Conn {
             // the extra system call.
             if !self.nodelay && !scratch.out.is_empty() {
                 self.nodelay = true;
-                let _ = self.sock.set_nodelay(true);
+                self.transport.set_nodelay();
             }
             // A short read drained the socket: the next bytes bring a new event.
             if self.drained {
@@ -244,7 +255,7 @@ impl Conn {
             return Ok(());
         }
         if self.out.is_empty() {
-            let n = write_some(&mut self.sock, data)?;
+            let n = write_some(&mut self.transport, data)?;
             self.out.extend_from_slice(&data[n..]);
         } else {
             self.out.extend_from_slice(data);
@@ -254,7 +265,7 @@ impl Conn {
     }
 
     fn flush(&mut self) -> io::Result<usize> {
-        let n = write_some(&mut self.sock, &self.out)?;
+        let n = write_some(&mut self.transport, &self.out)?;
         self.out.drain(..n);
         if self.out.is_empty() {
             // Stuck output is rare: give the memory back.
@@ -265,7 +276,7 @@ impl Conn {
 
     fn drain_linger(&mut self, scratch: &mut Scratch) -> io::Result<Verdict> {
         for _ in 0..LINGER_READS_PER_WAKE {
-            match self.sock.read(&mut scratch.read) {
+            match self.transport.discard(&mut scratch.read) {
                 Ok(0) => return Ok(Verdict::Close),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Verdict::Keep),
@@ -279,10 +290,10 @@ impl Conn {
 }
 
 /// Write until everything is taken or the socket would block.
-fn write_some(sock: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+fn write_some(transport: &mut Transport, data: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < data.len() {
-        match sock.write(&data[written..]) {
+        match transport.write(&data[written..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

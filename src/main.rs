@@ -12,7 +12,9 @@ mod logging;
 mod reactor;
 mod session;
 mod site;
+mod tls;
 mod tracker;
+mod transport;
 
 use cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE, Outcome};
 use consul::Selection;
@@ -54,12 +56,14 @@ fn run(config: &Config) -> Result<(), u8> {
             std::process::id()
         );
     }
-    if config.cert_path.is_some() {
-        return Err(fail(
-            EXIT_ERROR,
-            format_args!("TLS (-c/-k) is not supported by this build yet"),
-        ));
-    }
+    // Certificate problems are found before anything else happens.
+    let tls = match (&config.cert_path, &config.key_path) {
+        (Some(cert), Some(key)) => Some(
+            tls::TlsSource::load(cert, key)
+                .map_err(|e| fail(EXIT_ERROR, format_args!("TLS: {e}")))?,
+        ),
+        _ => None,
+    };
 
     let client = consul::Client::new(
         &config.consul_host_port,
@@ -123,6 +127,7 @@ fn run(config: &Config) -> Result<(), u8> {
         client,
         config.poll_interval,
         config.limits,
+        tls,
     )
     .map_err(|e| {
         fail(
@@ -130,10 +135,23 @@ fn run(config: &Config) -> Result<(), u8> {
             format_args!("Could not start the event loop: {e}"),
         )
     })?;
-    log::warn!(
-        "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
-        bound.port()
-    );
+    if config.cert_path.is_some() {
+        log::warn!(
+            "Setting TCP TLS listener on port {} for HTTPS requests (listening on {bound})",
+            bound.port()
+        );
+        if !config.https {
+            log::warn!(
+                "Listening with TLS but redirecting to http:// (no -S): Vault's Go client refuses \
+                 an https->http redirect"
+            );
+        }
+    } else {
+        log::warn!(
+            "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
+            bound.port()
+        );
+    }
     log::warn!(
         "Setting Consul poll interval to {:?} seconds",
         config.poll_interval.as_secs_f64()

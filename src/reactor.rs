@@ -8,7 +8,9 @@ use crate::consul::{Client, PollError, Poller};
 use crate::limits::{Limits, SHUTDOWN_GRACE};
 use crate::logging;
 use crate::site::Site;
+use crate::tls::TlsSource;
 use crate::tracker::Tracker;
+use crate::transport::Transport;
 use log::Level;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -33,6 +35,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
 const EVENTS_CAPACITY: usize = 1024;
+/// How often the certificate and key files are checked for changes.
+const TLS_FILE_CHECK: Duration = Duration::from_secs(5);
 
 pub struct Reactor {
     poll: Poll,
@@ -57,6 +61,9 @@ pub struct Reactor {
     next_sweep: Option<Instant>,
     shutdown_by: Option<Instant>,
     expired: Vec<usize>,
+    /// The certificate in service, when the listener speaks TLS.
+    tls: Option<TlsSource>,
+    next_tls_check: Option<Instant>,
 }
 
 impl Reactor {
@@ -67,6 +74,7 @@ impl Reactor {
         consul: Client,
         poll_interval: Duration,
         limits: Limits,
+        tls: Option<TlsSource>,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -99,6 +107,8 @@ impl Reactor {
             next_sweep: None,
             shutdown_by: None,
             expired: Vec::new(),
+            next_tls_check: tls.as_ref().map(|_| Instant::now() + TLS_FILE_CHECK),
+            tls,
         })
     }
 
@@ -153,6 +163,7 @@ impl Reactor {
             self.next_sweep,
             self.accept_paused_until,
             self.shutdown_by,
+            self.next_tls_check,
         ];
         candidates
             .into_iter()
@@ -182,9 +193,19 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((sock, peer)) => {
+                    let transport = match &self.tls {
+                        None => Transport::plain(sock),
+                        Some(tls) => match Transport::tls(sock, tls.config()) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                log::debug!("TLS for {peer}: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key() + FIRST_CONN);
-                    let mut conn = Conn::new(sock, peer, now, &self.limits);
+                    let mut conn = Conn::new(transport, peer, now, &self.limits);
                     if conn.register(self.poll.registry(), token).is_ok() {
                         let deadline = conn.deadline();
                         entry.insert(conn);
@@ -255,6 +276,27 @@ impl Reactor {
         }
         if self.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
+        }
+        if self.next_tls_check.is_some_and(|at| now >= at) {
+            self.next_tls_check = Some(now + TLS_FILE_CHECK);
+            if self.tls.as_ref().is_some_and(TlsSource::changed) {
+                self.reload_tls("a changed file");
+            }
+        }
+    }
+
+    /// New connections get the re-read pair; open ones keep theirs. A
+    /// broken pair is logged and the one in service stays.
+    fn reload_tls(&mut self, why: &str) {
+        let Some(tls) = &mut self.tls else {
+            log::info!("Reload requested by {why}: no TLS certificate to reload");
+            return;
+        };
+        match tls.reload() {
+            Ok(()) => log::warn!("Reloaded the TLS certificate and key after {why}"),
+            Err(e) => log::error!(
+                "Keeping the TLS certificate in service: reload after {why} failed: {e}"
+            ),
         }
     }
 
@@ -342,7 +384,7 @@ impl Reactor {
                     );
                     logging::set_enabled(false);
                 }
-                SIGHUP => log::info!("SIGHUP received: nothing to reload"),
+                SIGHUP => self.reload_tls("SIGHUP"),
                 _ if self.shutdown_by.is_some() => {
                     log::warn!("Second termination signal: exiting now");
                     return true;

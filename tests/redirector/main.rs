@@ -11,3 +11,4 @@ mod hostile;
 mod requests;
 mod signals;
 mod startup;
+mod tls;
