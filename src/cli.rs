@@ -2,6 +2,7 @@
 //! tool's flags, help text, error texts and exit codes. No I/O beyond what
 //! `Outcome` asks `main` to print.
 
+use crate::consul_settings::{self, ConsulSettings, Secret};
 use crate::limits::Limits;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,8 +38,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub cert_path: Option<PathBuf>,
     pub key_path: Option<PathBuf>,
-    /// The positional, exactly as given (it is echoed in the health JSON).
+    /// The positional (or `CONSUL_HTTP_ADDR`), exactly as given: it is
+    /// echoed in the health JSON.
     pub consul_host_port: String,
+    pub consul: ConsulSettings,
     pub limits: Limits,
 }
 
@@ -66,6 +69,8 @@ usage: vault-redirector [-h] [-v] [-l] [-V] [-S] [-I] [-p POLL_INTERVAL]
                         [-P BIND_PORT] [-C CHECKID] [-c CERT_PATH]
                         [-k KEY_PATH] [--bind ADDR] [--max-connections N]
                         [--head-timeout SECS] [--idle-timeout SECS]
+                        [--service NAME] [--dc NAME] [--stale]
+                        [--consul-token-file PATH] [--consul-ca PATH]
                         CONSUL_HOST_PORT
 ";
 
@@ -76,7 +81,9 @@ a HA cluster, as found in Consul.
 
 const OPTIONS: &str = "
 positional arguments:
-  CONSUL_HOST_PORT      Consul address in host:port form
+  CONSUL_HOST_PORT      Consul address in host:port form; also https://host:port,
+                        and several separated by commas (tried in turn).
+                        Optional when CONSUL_HTTP_ADDR is set
 
 options:
   -h, --help            show this help message and exit
@@ -114,6 +121,19 @@ options:
                         arrived within SECS of its first byte (default 10)
   --idle-timeout SECS   Close a keep-alive connection idle for SECS
                         (default 60)
+  --service NAME        Consul service name of Vault (default vault)
+  --dc NAME             Consul datacenter to ask (default: the agent's)
+  --stale               Let any Consul server answer, not only the leader
+  --consul-token-file PATH
+                        File holding the Consul ACL token (re-read before
+                        every query); else CONSUL_HTTP_TOKEN_FILE, else
+                        CONSUL_HTTP_TOKEN
+  --consul-ca PATH      CA certificate(s) for https:// agents; else
+                        CONSUL_CACERT, else the system's CA bundle
+
+Consul environment variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
+CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,
+CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.
 ";
 
 pub fn help_text() -> String {
@@ -183,6 +203,16 @@ fn parse_seconds(text: &str) -> Option<Duration> {
     parse_interval(text).map(Duration::from_secs_f64)
 }
 
+/// Consul service and datacenter names: letters, digits, `-`, `_`, `.`.
+fn parse_name(text: &str) -> Option<String> {
+    let ok = !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    ok.then(|| text.to_owned())
+}
+
 fn parse_path(text: &str) -> Option<PathBuf> {
     Some(PathBuf::from(text))
 }
@@ -202,13 +232,23 @@ fn is_host_port(text: &str) -> bool {
     }
 }
 
+/// Parse the command line, reading Consul's variables from the environment.
 pub fn parse(argv: Vec<OsString>) -> Outcome {
-    match parse_inner(argv) {
+    parse_with_env(argv, &|name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })
+}
+
+pub fn parse_with_env(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Outcome {
+    match parse_inner(argv, env) {
         Ok(outcome) | Err(outcome) => outcome,
     }
 }
 
-fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
+fn parse_inner(
+    argv: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Outcome, Outcome> {
     let mut args = pico_args::Arguments::from_vec(argv);
     if args.contains(["-h", "--help"]) {
         return Ok(Outcome::Print(help_text()));
@@ -265,6 +305,16 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
         "seconds",
         parse_seconds,
     )?;
+    let service = last_value(&mut args, "--service", "--service", "name", parse_name)?;
+    let datacenter = last_value(&mut args, "--dc", "--dc", "name", parse_name)?;
+    let token_file = last_value(
+        &mut args,
+        "--consul-token-file",
+        "--consul-token-file",
+        "path",
+        parse_path,
+    )?;
+    let ca_file = last_value(&mut args, "--consul-ca", "--consul-ca", "path", parse_path)?;
     let defaults = Limits::default();
     let limits = Limits {
         max_connections: max_connections.unwrap_or(defaults.max_connections),
@@ -279,6 +329,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
     let log_disable = flag(&mut args, ["-l", "--log-disable"]);
     let https = flag(&mut args, ["-S", "--https"]);
     let redirect_to_ip = flag(&mut args, ["-I", "--ip"]);
+    let stale = flag_long(&mut args, "--stale");
 
     let rest: Vec<String> = args
         .finish()
@@ -289,6 +340,9 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
         rest.iter().partition(|a| a.starts_with('-') && a.len() > 1);
     let consul_host_port = match positionals.first() {
         Some(p) => (*p).clone(),
+        None if options.is_empty() && env("CONSUL_HTTP_ADDR").is_some() => {
+            env("CONSUL_HTTP_ADDR").unwrap_or_default()
+        }
         None if options.is_empty() => {
             return Err(usage_error(
                 "the following arguments are required: CONSUL_HOST_PORT",
@@ -308,17 +362,32 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
         )));
     }
 
-    if !is_host_port(&consul_host_port) {
+    let default_https = consul_settings::env_bool(env("CONSUL_HTTP_SSL")).unwrap_or(false);
+    let agents = consul_settings::parse_agents(&consul_host_port, default_https);
+    let Some(agents) = agents.filter(|_| is_host_port(&consul_host_port)) else {
         return Err(config_error(
             "CONSUL_HOST_PORT must be in host:port or ip:port format",
         ));
-    }
+    };
     if cert_path.is_some() != key_path.is_some() {
         return Err(config_error(
             "-k|--key-path and -c|--cert-path must be specified together",
         ));
     }
 
+    let consul = ConsulSettings {
+        service: service.unwrap_or_else(|| "vault".to_owned()),
+        datacenter,
+        stale,
+        token: env("CONSUL_HTTP_TOKEN").map(Secret),
+        token_file: token_file.or_else(|| env("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from)),
+        ca_file: ca_file.or_else(|| env("CONSUL_CACERT").map(PathBuf::from)),
+        client_cert: env("CONSUL_CLIENT_CERT").map(PathBuf::from),
+        client_key: env("CONSUL_CLIENT_KEY").map(PathBuf::from),
+        server_name: env("CONSUL_TLS_SERVER_NAME"),
+        verify: consul_settings::env_bool(env("CONSUL_HTTP_SSL_VERIFY")).unwrap_or(true),
+        ..ConsulSettings::for_agents(agents)
+    };
     let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     Ok(Outcome::Run(Box::new(Config {
         verbosity,
@@ -330,8 +399,18 @@ fn parse_inner(argv: Vec<OsString>) -> Result<Outcome, Outcome> {
         cert_path,
         key_path,
         consul_host_port,
+        consul,
         limits,
     })))
+}
+
+/// A long-only boolean flag (combined short flags do not apply).
+fn flag_long(args: &mut pico_args::Arguments, key: &'static str) -> bool {
+    let mut seen = false;
+    while args.contains(key) {
+        seen = true;
+    }
+    seen
 }
 
 /// A boolean flag; giving it twice is allowed, as with argparse.
@@ -348,7 +427,73 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Outcome {
-        parse(args.iter().map(OsString::from).collect())
+        parse_with_env(args.iter().map(OsString::from).collect(), &|_| None)
+    }
+
+    fn run_env(args: &[&str], vars: &[(&str, &str)]) -> Outcome {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_with_env(args.iter().map(OsString::from).collect(), &move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn consul_options_and_environment() {
+        let c = match run_env(
+            &[
+                "--service",
+                "vault-prod",
+                "--dc=eu1",
+                "--stale",
+                "--consul-ca",
+                "/etc/ca.pem",
+                "https://c1:8501,https://c2:8501",
+            ],
+            &[
+                ("CONSUL_HTTP_TOKEN", "s.secret"),
+                ("CONSUL_TLS_SERVER_NAME", "consul.service"),
+                ("CONSUL_HTTP_SSL_VERIFY", "false"),
+            ],
+        ) {
+            Outcome::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.consul.service, "vault-prod");
+        assert_eq!(c.consul.datacenter.as_deref(), Some("eu1"));
+        assert!(c.consul.stale && !c.consul.verify);
+        assert_eq!(c.consul.agents.len(), 2);
+        assert!(c.consul.agents.iter().all(|a| a.https));
+        assert_eq!(c.consul.token, Some(Secret("s.secret".into())));
+        assert_eq!(c.consul.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.consul.server_name.as_deref(), Some("consul.service"));
+        assert_eq!(c.consul_host_port, "https://c1:8501,https://c2:8501");
+    }
+
+    #[test]
+    fn consul_http_addr_stands_in_for_the_positional() {
+        match run_env(
+            &["-P", "0"],
+            &[
+                ("CONSUL_HTTP_ADDR", "consul:8500"),
+                ("CONSUL_HTTP_SSL", "true"),
+            ],
+        ) {
+            Outcome::Run(c) => {
+                assert_eq!(c.consul_host_port, "consul:8500");
+                assert!(c.consul.agents[0].https);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The positional wins over the variable.
+        match run_env(&["a:1"], &[("CONSUL_HTTP_ADDR", "b:2")]) {
+            Outcome::Run(c) => assert_eq!(c.consul.agents[0].host_port, "a:1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(failure(&["--service", "bad name", "c:1"]).1, EXIT_USAGE);
+        assert_eq!(failure(&["a:1,b"]).1, EXIT_ERROR);
     }
 
     fn config(args: &[&str]) -> Config {

@@ -3,16 +3,23 @@
 //! event loop. Deciding what an answer or error means over time is
 //! `tracker`'s job, not this module's.
 
+use crate::consul_settings::{ConsulSettings, Secret};
 use mio::Waker;
 use serde_json::Value;
 use std::fmt;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, parse_pem};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// Connecting to a local agent takes microseconds; a few seconds means trouble.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Bound for a whole query (connect, request, answer), however slow Consul is.
+/// Bound for a whole non-blocking query (connect, request, answer), however
+/// slow Consul is.
 const MIN_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A health answer for a few nodes is a few KiB; refuse to buffer megabytes.
@@ -54,6 +61,8 @@ pub enum PollError {
     Status(u16, String),
     /// A 200 whose body is not the JSON shape of a health answer.
     Json(String),
+    /// The ACL token file cannot be read.
+    Token(String),
     /// The poller thread is gone (it panicked); restarted on the next poll.
     PollerDied,
 }
@@ -65,7 +74,13 @@ impl fmt::Display for PollError {
             PollError::Status(code, text) if text.is_empty() => {
                 write!(f, "Consul answered HTTP {code}")
             }
+            PollError::Status(403, text) => write!(
+                f,
+                "Consul answered HTTP 403: {text} (the Consul ACL token is missing, wrong or lacks \
+                 service and node read: see CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, --consul-token-file)"
+            ),
             PollError::Status(code, text) => write!(f, "Consul answered HTTP {code}: {text}"),
+            PollError::Token(e) => write!(f, "cannot read the Consul ACL token file {e}"),
             PollError::Json(e) => write!(f, "Consul's answer is not a health service list: {e}"),
             PollError::PollerDied => write!(f, "the Consul poller thread died; restarting it"),
         }
@@ -142,45 +157,310 @@ fn choose(mut candidates: Vec<(u64, Target)>) -> Selection {
     }
 }
 
-/// How to ask Consul; cloned into the poller thread.
+/// One query: for a blocking query, the index last seen and how long
+/// Consul may hold the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    pub index: u64,
+    pub wait: Option<Duration>,
+}
+
+/// One answer from Consul, and who gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub selection: Selection,
+    /// `X-Consul-Index`, for the next blocking query.
+    pub index: Option<u64>,
+    /// The agent that answered, as configured.
+    pub agent: String,
+}
+
+/// Resolves names with the standard library, on the calling thread (ureq's
+/// default spawns a thread per lookup to time it out; the poller thread may
+/// block), and sends `CONSUL_TLS_SERVER_NAME` requests to the real agent.
+#[derive(Debug)]
+struct AgentResolver {
+    /// (server name used in the URL, the agent's real host:port)
+    overrides: Vec<(String, String)>,
+}
+
+impl Resolver for AgentResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let wanted = format!("{}:{port}", authority.host());
+        let target = self
+            .overrides
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map_or(wanted.as_str(), |(_, real)| real.as_str());
+        let mut out = self.empty();
+        for addr in target
+            .to_socket_addrs()
+            .map_err(|_| ureq::Error::HostNotFound)?
+            .take(MAX_RESOLVED)
+        {
+            out.push(addr);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+/// Addresses ureq keeps from a lookup.
+const MAX_RESOLVED: usize = 16;
+
+/// How to ask Consul; one per thread that asks (start-up, poller).
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    url: String,
+    /// Per agent: the URL prefix to ask (scheme, host or server name, port).
+    bases: Vec<String>,
+    names: Vec<String>,
+    /// The agent to ask first: the last one that answered.
+    current: usize,
+    path_and_query: String,
+    token: Option<Secret>,
+    token_file: Option<PathBuf>,
     use_ip: bool,
+    poll_interval: Duration,
+}
+
+/// Wait for a blocking query is capped by Consul at ten minutes.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Beyond `wait` and Consul's jitter (wait/16): connection and answer time.
+const BLOCKING_SLACK: Duration = Duration::from_secs(3);
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn read_pem(path: &Path) -> Result<Vec<PemItem<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    parse_pem(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))
+}
+
+fn read_pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let certs: Vec<Certificate<'static>> = read_pem(path)?
+        .into_iter()
+        .filter_map(|item| match item {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_pem_key(path: &Path) -> Result<PrivateKey<'static>, String> {
+    read_pem(path)?
+        .into_iter()
+        .find_map(|item| match item {
+            PemItem::PrivateKey(k) => Some(k),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{}: no private key found", path.display()))
+}
+
+/// Where the system keeps its CA bundle (Debian, RHEL, Alpine, SUSE).
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+fn tls_config(settings: &ConsulSettings) -> Result<TlsConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut builder = TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(provider)
+        .disable_verification(!settings.verify);
+    let ca_file = settings.ca_file.clone().or_else(|| {
+        std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                SYSTEM_CA_BUNDLES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.exists())
+            })
+    });
+    match ca_file {
+        Some(path) => {
+            let certs = read_pem_certs(&path)?;
+            builder = builder.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        None if settings.verify => {
+            return Err("no CA certificates: set CONSUL_CACERT or --consul-ca".into());
+        }
+        None => {}
+    }
+    match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_pem_certs(cert)?;
+            let key = read_pem_key(key)?;
+            builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        (None, None) => {}
+        _ => return Err("CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY must be set together".into()),
+    }
+    Ok(builder.build())
 }
 
 impl Client {
-    pub fn new(host_port: &str, use_ip: bool, poll_interval: Duration) -> Client {
-        let timeout = poll_interval.clamp(MIN_QUERY_TIMEOUT, MAX_QUERY_TIMEOUT);
-        let config = ureq::Agent::config_builder()
+    pub fn new(
+        settings: &ConsulSettings,
+        use_ip: bool,
+        poll_interval: Duration,
+    ) -> Result<Client, String> {
+        let mut config = ureq::Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(timeout))
             .http_status_as_error(false)
             // A Consul agent is local or in the same network: never via a proxy.
             .proxy(None)
             .max_redirects(0)
-            .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Client {
-            agent: config.into(),
-            url: format!("http://{host_port}/v1/health/service/vault?passing&tag=active"),
-            use_ip,
+            .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")));
+        if settings.uses_https() {
+            config = config.tls_config(tls_config(settings)?);
         }
+        let mut overrides = Vec::new();
+        let mut bases = Vec::new();
+        for agent in &settings.agents {
+            match (&settings.server_name, agent.https) {
+                (Some(name), true) => {
+                    let port = agent.host_port.rsplit_once(':').map_or("", |(_, p)| p);
+                    let named = format!("{name}:{port}");
+                    overrides.push((named.clone(), agent.host_port.clone()));
+                    bases.push(format!("https://{named}"));
+                }
+                _ => bases.push(agent.base_url()),
+            }
+        }
+        let resolver = AgentResolver { overrides };
+        let agent = ureq::Agent::with_parts(config.build(), DefaultConnector::default(), resolver);
+        let mut path_and_query = format!(
+            "/v1/health/service/{}?passing&tag=active",
+            percent_encode(&settings.service)
+        );
+        if let Some(dc) = &settings.datacenter {
+            path_and_query.push_str(&format!("&dc={}", percent_encode(dc)));
+        }
+        if settings.stale {
+            path_and_query.push_str("&stale");
+        }
+        Ok(Client {
+            agent,
+            bases,
+            names: settings.agents.iter().map(ToString::to_string).collect(),
+            current: 0,
+            path_and_query,
+            token: settings.token.clone(),
+            token_file: settings.token_file.clone(),
+            use_ip,
+            poll_interval,
+        })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The ACL token to send: the file wins (re-read now, so a rotated
+    /// token is used), then the variable.
+    fn token(&self) -> Result<Option<String>, PollError> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| PollError::Token(format!("{}: {e}", path.display())))?;
+            return Ok(Some(text.trim().to_owned()));
+        }
+        Ok(self.token.as_ref().map(|t| t.0.clone()))
     }
 
-    /// One query, blocking this thread for at most the query timeout.
-    pub fn fetch(&self) -> Result<Selection, PollError> {
-        let mut response = self
+    pub fn has_token(&self) -> bool {
+        self.token.is_some() || self.token_file.is_some()
+    }
+
+    /// Ask the agents in turn, starting with the last one that answered;
+    /// blocks this thread for at most the query timeout per agent.
+    pub fn fetch(&mut self, query: Query) -> Result<Answer, PollError> {
+        let token = self.token()?;
+        let mut last_error = PollError::Transport("no Consul agent configured".into());
+        for attempt in 0..self.bases.len() {
+            let i = (self.current + attempt) % self.bases.len();
+            match self.fetch_from(i, query, token.as_deref()) {
+                Ok(answer) => {
+                    self.current = i;
+                    return Ok(answer);
+                }
+                Err(e) => {
+                    if self.bases.len() > 1 {
+                        log::debug!("Consul agent {} failed: {e}", self.names[i]);
+                    }
+                    last_error = e;
+                }
+            }
+        }
+        // Next time, start with the agent after the one that failed first.
+        self.current = (self.current + 1) % self.bases.len().max(1);
+        Err(last_error)
+    }
+
+    fn fetch_from(&self, i: usize, query: Query, token: Option<&str>) -> Result<Answer, PollError> {
+        let mut url = format!("{}{}", self.bases[i], self.path_and_query);
+        let timeout = match query.wait {
+            Some(wait) if query.index > 0 => {
+                let wait = wait.min(MAX_WAIT);
+                url.push_str(&format!(
+                    "&index={}&wait={}ms",
+                    query.index,
+                    wait.as_millis().max(1)
+                ));
+                wait + wait / 16 + BLOCKING_SLACK
+            }
+            _ => self
+                .poll_interval
+                .clamp(MIN_QUERY_TIMEOUT, MAX_QUERY_TIMEOUT),
+        };
+        log::debug!("Polling active node from: {url}");
+        let mut request = self
             .agent
-            .get(&self.url)
+            .get(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build();
+        if let Some(token) = token {
+            request = request.header("X-Consul-Token", token);
+        }
+        let mut response = request
             .call()
             .map_err(|e| PollError::Transport(e.to_string()))?;
         let status = response.status().as_u16();
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = response
             .body_mut()
             .with_config()
@@ -193,33 +473,40 @@ impl Client {
             let short: String = line.chars().take(MAX_ERROR_TEXT).collect();
             return Err(PollError::Status(status, short));
         }
-        parse_answer(&body, self.use_ip)
+        Ok(Answer {
+            selection: parse_answer(&body, self.use_ip)?,
+            index,
+            agent: self.names[i].clone(),
+        })
     }
 }
 
 /// One finished query, as the event loop receives it.
 #[derive(Debug)]
 pub struct PollOutcome {
-    pub result: Result<Selection, PollError>,
+    pub result: Result<Answer, PollError>,
 }
 
-/// The event loop's handle on the poller thread: it asks for a poll, the
-/// thread answers over a channel and wakes the loop.
+/// The event loop's handle on the poller thread: it asks for a query, the
+/// thread runs it, answers over a channel and wakes the loop.
 pub struct Poller {
-    requests: Sender<()>,
+    requests: Sender<Query>,
     outcomes: Receiver<PollOutcome>,
 }
 
+/// The poller only runs ureq and parses JSON: a small stack is plenty.
+const POLLER_STACK_BYTES: usize = 256 * 1024;
+
 impl Poller {
-    pub fn spawn(client: Client, waker: Arc<Waker>) -> std::io::Result<Poller> {
-        let (request_tx, request_rx) = mpsc::channel::<()>();
+    pub fn spawn(mut client: Client, waker: Arc<Waker>) -> std::io::Result<Poller> {
+        let (request_tx, request_rx) = mpsc::channel::<Query>();
         let (outcome_tx, outcome_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("consul-poller".into())
+            .stack_size(POLLER_STACK_BYTES)
             .spawn(move || {
-                for () in request_rx {
-                    log::debug!("Polling active node from: {}", client.url());
-                    let result = client.fetch();
+                for query in request_rx {
+                    let result = client.fetch(query);
                     if outcome_tx.send(PollOutcome { result }).is_err() {
                         break;
                     }
@@ -233,9 +520,9 @@ impl Poller {
         })
     }
 
-    /// Ask for one poll; false if the thread is gone.
-    pub fn request(&self) -> bool {
-        self.requests.send(()).is_ok()
+    /// Ask for one query; false if the thread is gone.
+    pub fn request(&self, query: Query) -> bool {
+        self.requests.send(query).is_ok()
     }
 
     /// The next finished poll, if any; `Err` if the thread is gone.

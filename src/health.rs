@@ -10,8 +10,12 @@ pub struct HealthView<'a> {
     pub consul_host_port: &'a str,
     pub active_vault: Option<&'a str>,
     pub last_consul_poll: Option<&'a str>,
-    /// Ours, after the original keys: why the last poll failed, if it did.
+    /// Ours, after the original keys: why the last poll failed, if it did;
     pub last_consul_error: Option<&'a str>,
+    /// the agent that answered last;
+    pub consul_agent: Option<&'a str>,
+    /// something odd about Consul's answers (e.g. no ACL token and no node).
+    pub consul_warning: Option<&'a str>,
 }
 
 fn json_string(s: &str) -> String {
@@ -27,13 +31,15 @@ fn json_opt(s: Option<&str>) -> String {
 pub fn render(view: &HealthView<'_>) -> String {
     format!(
         "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": {}, \"version\": {}, \
-         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}}}",
+         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}}}",
         json_string(SOURCE_URL),
         json_string(VERSION),
         json_string(view.consul_host_port),
         json_opt(view.active_vault),
         json_opt(view.last_consul_poll),
         json_opt(view.last_consul_error),
+        json_opt(view.consul_agent),
+        json_opt(view.consul_warning),
     )
 }
 
@@ -72,13 +78,16 @@ mod tests {
             active_vault: Some("vault-b:8200"),
             last_consul_poll: Some("2026-11-24T21:19:40.123456"),
             last_consul_error: None,
+            consul_agent: Some("127.0.0.1:8500"),
+            consul_warning: None,
         });
         assert_eq!(
             json,
             format!(
                 "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": \"{SOURCE_URL}\", \
                  \"version\": \"{VERSION}\", \"consul_host_port\": \"127.0.0.1:8500\", \"active_vault\": \
-                 \"vault-b:8200\", \"last_consul_poll\": \"2026-11-24T21:19:40.123456\", \"last_consul_error\": null}}"
+                 \"vault-b:8200\", \"last_consul_poll\": \"2026-11-24T21:19:40.123456\", \"last_consul_error\": null, \
+                 \"consul_agent\": \"127.0.0.1:8500\", \"consul_warning\": null}}"
             )
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -92,6 +101,8 @@ mod tests {
             active_vault: None,
             last_consul_poll: None,
             last_consul_error: Some("refused \"x\""),
+            consul_agent: None,
+            consul_warning: None,
         });
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["active_vault"], serde_json::Value::Null);

@@ -5,10 +5,12 @@
 mod cli;
 mod conn;
 mod consul;
+mod consul_settings;
 mod health;
 mod http;
 mod limits;
 mod logging;
+mod pacing;
 mod reactor;
 mod session;
 mod site;
@@ -65,18 +67,26 @@ fn run(config: &Config) -> Result<(), u8> {
         _ => None,
     };
 
-    let client = consul::Client::new(
-        &config.consul_host_port,
-        config.redirect_to_ip,
-        config.poll_interval,
-    );
-    let initial = match client.fetch() {
-        Ok(Selection::None) => {
+    let mut client =
+        consul::Client::new(&config.consul, config.redirect_to_ip, config.poll_interval)
+            .map_err(|e| fail(EXIT_ERROR, format_args!("Consul TLS: {e}")))?;
+    if config.consul.has_token() {
+        log::info!("Sending a Consul ACL token with every query");
+    }
+    let sent = Instant::now();
+    let answer = match client.fetch(consul::Query {
+        index: 0,
+        wait: None,
+    }) {
+        Ok(answer) if answer.selection == Selection::None => {
             log::error!("NO vault services found with health check passing");
+            if !client.has_token() {
+                log::warn!("{}", tracker::NO_TOKEN_HINT);
+            }
             log::error!("ERROR: Could not get active vault node from Consul. Exiting.");
             return Err(EXIT_NO_ACTIVE);
         }
-        Ok(selection) => selection,
+        Ok(answer) => answer,
         Err(e) => {
             return Err(fail(
                 EXIT_ERROR,
@@ -84,17 +94,19 @@ fn run(config: &Config) -> Result<(), u8> {
             ));
         }
     };
-    if let Selection::Several { all, .. } = &initial {
+    if let Selection::Several { all, .. } = &answer.selection {
         log::warn!(
             "Several passing Vault nodes are tagged active in Consul: {}",
             all.join(", ")
         );
     }
-    let Some(active) = initial.target().cloned() else {
+    let Some(active) = answer.selection.target().cloned() else {
         return Err(EXIT_NO_ACTIVE);
     };
     log::warn!("Initial Vault active node: {active}");
-    let tracker = tracker::Tracker::new(config.poll_interval, active, Instant::now());
+    let now = Instant::now();
+    let pacing = pacing::Pacing::new(config.poll_interval, answer.index, sent, now);
+    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent, now);
 
     let cannot_listen = |e: std::io::Error| {
         fail(
@@ -120,21 +132,14 @@ fn run(config: &Config) -> Result<(), u8> {
             );
         }
     }
-    let mut reactor = reactor::Reactor::new(
-        listener,
-        site,
-        tracker,
-        client,
-        config.poll_interval,
-        config.limits,
-        tls,
-    )
-    .map_err(|e| {
-        fail(
-            EXIT_ERROR,
-            format_args!("Could not start the event loop: {e}"),
-        )
-    })?;
+    let mut reactor =
+        reactor::Reactor::new(listener, site, tracker, client, pacing, config.limits, tls)
+            .map_err(|e| {
+                fail(
+                    EXIT_ERROR,
+                    format_args!("Could not start the event loop: {e}"),
+                )
+            })?;
     if config.cert_path.is_some() {
         log::warn!(
             "Setting TCP TLS listener on port {} for HTTPS requests (listening on {bound})",

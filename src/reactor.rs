@@ -7,6 +7,7 @@ use crate::conn::{Conn, LoopEnv, Readiness, Scratch, Verdict};
 use crate::consul::{Client, PollError, Poller};
 use crate::limits::{Limits, SHUTDOWN_GRACE};
 use crate::logging;
+use crate::pacing::Pacing;
 use crate::site::Site;
 use crate::tls::TlsSource;
 use crate::tracker::Tracker;
@@ -50,9 +51,10 @@ pub struct Reactor {
     poller: Poller,
     waker: Arc<Waker>,
     signals: Signals,
-    poll_interval: Duration,
-    next_poll: Instant,
+    pacing: Pacing,
     poll_in_flight: bool,
+    /// When the query in flight was sent.
+    poll_sent: Instant,
     /// The listener may have connections waiting (edge-triggered).
     accept_ready: bool,
     accept_paused_until: Option<Instant>,
@@ -72,7 +74,7 @@ impl Reactor {
         site: Site,
         tracker: Tracker,
         consul: Client,
-        poll_interval: Duration,
+        pacing: Pacing,
         limits: Limits,
         tls: Option<TlsSource>,
     ) -> io::Result<Reactor> {
@@ -98,9 +100,9 @@ impl Reactor {
             poller,
             waker,
             signals,
-            poll_interval,
-            next_poll: Instant::now() + poll_interval,
+            pacing,
             poll_in_flight: false,
+            poll_sent: Instant::now(),
             accept_ready: true,
             accept_paused_until: None,
             descriptors_exhausted: false,
@@ -158,7 +160,7 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         let candidates = [
-            (!self.poll_in_flight && self.shutdown_by.is_none()).then_some(self.next_poll),
+            (!self.poll_in_flight && self.shutdown_by.is_none()).then_some(self.pacing.next()),
             self.tracker.expiry(),
             self.next_sweep,
             self.accept_paused_until,
@@ -268,7 +270,7 @@ impl Reactor {
     }
 
     fn run_timers(&mut self, now: Instant) {
-        if !self.poll_in_flight && self.shutdown_by.is_none() && now >= self.next_poll {
+        if !self.poll_in_flight && self.shutdown_by.is_none() && now >= self.pacing.next() {
             self.start_poll(now);
         }
         if self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now) {
@@ -301,18 +303,20 @@ impl Reactor {
     }
 
     fn start_poll(&mut self, now: Instant) {
-        self.next_poll = now + self.poll_interval;
-        if !self.poller.request() {
+        let query = self.pacing.query();
+        if !self.poller.request(query) {
             self.poller_died(now);
-            if !self.poller.request() {
+            if !self.poller.request(query) {
                 return;
             }
         }
         self.poll_in_flight = true;
+        self.poll_sent = now;
     }
 
     fn poller_died(&mut self, now: Instant) {
         self.poll_in_flight = false;
+        self.pacing.on_error(now);
         self.tracker.on_error(&PollError::PollerDied, now);
         self.site.update(&self.tracker);
         match Poller::spawn(self.consul.clone(), Arc::clone(&self.waker)) {
@@ -328,8 +332,21 @@ impl Reactor {
                 Ok(Some(outcome)) => {
                     self.poll_in_flight = false;
                     match outcome.result {
-                        Ok(selection) => self.tracker.on_answer(selection, now, SystemTime::now()),
-                        Err(e) => self.tracker.on_error(&e, now),
+                        Ok(answer) => {
+                            self.pacing.on_answer(answer.index, self.poll_sent, now);
+                            let has_token = self.consul.has_token();
+                            self.tracker.on_answer(
+                                answer.selection,
+                                &answer.agent,
+                                has_token,
+                                now,
+                                SystemTime::now(),
+                            );
+                        }
+                        Err(e) => {
+                            self.pacing.on_error(now);
+                            self.tracker.on_error(&e, now);
+                        }
                     }
                     self.site.update(&self.tracker);
                 }

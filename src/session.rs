@@ -142,6 +142,7 @@ mod tests {
         site.update(&Tracker::new(
             Duration::from_secs(5),
             "vault-a:8200".into(),
+            "consul:8500",
             Instant::now(),
         ));
         site

@@ -49,6 +49,8 @@ impl Site {
             active_vault: tracker.active(),
             last_consul_poll: tracker.last_poll_time(),
             last_consul_error: tracker.last_error(),
+            consul_agent: tracker.agent(),
+            consul_warning: tracker.warning(),
         })
         .into_bytes();
         let mut keep_alive = Vec::new();

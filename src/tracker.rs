@@ -20,18 +20,37 @@ pub struct Tracker {
     /// Local wall-clock time of the last answer, for the health JSON.
     last_poll_time: Option<String>,
     last_error: Option<String>,
+    /// The Consul agent that answered last.
+    agent: Option<String>,
+    /// Something odd about the answers that is not an error (shown in health).
+    warning: Option<String>,
 }
+
+/// Shown while Consul answers "no active node" and we send no ACL token.
+pub const NO_TOKEN_HINT: &str = "Consul returned no passing active Vault node and no Consul ACL token is \
+     configured: with default-deny ACLs Consul answers an empty list. Set CONSUL_HTTP_TOKEN, \
+     CONSUL_HTTP_TOKEN_FILE or --consul-token-file (policy: service read, node_prefix read)";
 
 impl Tracker {
     /// Start from the answer of the start-up poll.
-    pub fn new(poll_interval: Duration, initial: Target, now: Instant) -> Tracker {
+    pub fn new(poll_interval: Duration, initial: Target, agent: &str, now: Instant) -> Tracker {
         Tracker {
             grace: poll_interval * GRACE_INTERVALS,
             active: Some(initial),
             last_answer_at: now,
             last_poll_time: Some(local_timestamp(SystemTime::now())),
             last_error: None,
+            agent: Some(agent.to_owned()),
+            warning: None,
         }
+    }
+
+    pub fn agent(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     pub fn active(&self) -> Option<&str> {
@@ -46,11 +65,27 @@ impl Tracker {
         self.last_error.as_deref()
     }
 
-    /// An answer from Consul ("no active node" is an answer too).
-    pub fn on_answer(&mut self, selection: Selection, now: Instant, wall: SystemTime) {
+    /// An answer from `agent` ("no active node" is an answer too);
+    /// `has_token` says whether an ACL token was sent.
+    pub fn on_answer(
+        &mut self,
+        selection: Selection,
+        agent: &str,
+        has_token: bool,
+        now: Instant,
+        wall: SystemTime,
+    ) {
         self.last_answer_at = now;
         self.last_poll_time = Some(local_timestamp(wall));
         self.last_error = None;
+        if self.agent.as_deref() != Some(agent) {
+            self.agent = Some(agent.to_owned());
+        }
+        let hint = (selection == Selection::None && !has_token).then_some(NO_TOKEN_HINT);
+        if hint.is_some() && self.warning.is_none() {
+            log::warn!("{NO_TOKEN_HINT}");
+        }
+        self.warning = hint.map(str::to_owned);
         match &selection {
             Selection::None => log::error!("NO vault services found with health check passing"),
             Selection::One(t) => log::info!("Got active node as: {t}"),
@@ -109,7 +144,7 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     fn tracker(now: Instant) -> Tracker {
-        Tracker::new(5 * SECOND, "a:8200".into(), now)
+        Tracker::new(5 * SECOND, "a:8200".into(), "consul:8500", now)
     }
 
     #[test]
@@ -118,12 +153,30 @@ mod tests {
         let mut t = tracker(t0);
         t.on_answer(
             Selection::One("b:8200".into()),
+            "consul:8500",
+            false,
             t0 + SECOND,
             SystemTime::now(),
         );
         assert_eq!(t.active(), Some("b:8200"));
-        t.on_answer(Selection::None, t0 + 2 * SECOND, SystemTime::now());
+        t.on_answer(
+            Selection::None,
+            "consul-b:8500",
+            true,
+            t0 + 2 * SECOND,
+            SystemTime::now(),
+        );
         assert_eq!(t.active(), None);
+        assert_eq!(t.agent(), Some("consul-b:8500"));
+        assert_eq!(t.warning(), None, "a token was sent");
+        t.on_answer(
+            Selection::None,
+            "consul-b:8500",
+            false,
+            t0 + 3 * SECOND,
+            SystemTime::now(),
+        );
+        assert_eq!(t.warning(), Some(NO_TOKEN_HINT));
         assert!(t.last_poll_time().is_some());
     }
 
@@ -163,6 +216,8 @@ mod tests {
         t.on_error(&PollError::Status(500, "boom".into()), t0 + 5 * SECOND);
         t.on_answer(
             Selection::One("a:8200".into()),
+            "consul:8500",
+            false,
             t0 + 6 * SECOND,
             SystemTime::now(),
         );
