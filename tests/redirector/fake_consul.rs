@@ -2,8 +2,8 @@
 //! shared fixtures (or any body), switchable at run time, with
 //! `X-Consul-Index` and blocking-query semantics, and records requests.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ struct State {
     answer: Answer,
     index: u64,
     requests: Vec<String>,
+    /// The X-Consul-Token of each request.
+    tokens: Vec<Option<String>>,
+    /// Default-deny ACLs: without this token, `200 []`; with another, 403.
+    required_token: Option<String>,
 }
 
 pub struct FakeConsul {
@@ -46,6 +50,15 @@ pub struct FakeConsul {
 
 impl FakeConsul {
     pub fn start(answer: Answer) -> FakeConsul {
+        FakeConsul::start_with(answer, None)
+    }
+
+    /// An HTTPS agent with the given server config.
+    pub fn start_tls(answer: Answer, tls: Arc<rustls::ServerConfig>) -> FakeConsul {
+        FakeConsul::start_with(answer, Some(tls))
+    }
+
+    fn start_with(answer: Answer, tls: Option<Arc<rustls::ServerConfig>>) -> FakeConsul {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new((
@@ -53,6 +66,8 @@ impl FakeConsul {
                 answer,
                 index: 1,
                 requests: Vec::new(),
+                tokens: Vec::new(),
+                required_token: None,
             }),
             Condvar::new(),
         ));
@@ -60,7 +75,16 @@ impl FakeConsul {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let shared = Arc::clone(&for_thread);
-                std::thread::spawn(move || serve(stream, &shared));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &shared),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(conn, stream), &shared)
+                    }
+                });
             }
         });
         FakeConsul { addr, shared }
@@ -85,6 +109,15 @@ impl FakeConsul {
 
     pub fn requests(&self) -> Vec<String> {
         self.shared.0.lock().unwrap().requests.clone()
+    }
+
+    pub fn tokens(&self) -> Vec<Option<String>> {
+        self.shared.0.lock().unwrap().tokens.clone()
+    }
+
+    /// Behave like an agent with default-deny ACLs that accepts `token`.
+    pub fn require_token(&self, token: &str) {
+        self.shared.0.lock().unwrap().required_token = Some(token.to_owned());
     }
 
     pub fn request_count(&self) -> usize {
@@ -113,24 +146,38 @@ fn parse_wait(text: &str) -> Duration {
     }
 }
 
-fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve<S: Read + Write>(stream: S, shared: &(Mutex<State>, Condvar)) {
+    let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
+    let mut token = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line == "\r\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("x-consul-token") {
+                        token = Some(value.trim().to_owned());
+                    }
+                }
+            }
         }
     }
     let target = request_line.split(' ').nth(1).unwrap_or("").to_owned();
     let (lock, cv) = shared;
     let mut state = lock.lock().unwrap();
     state.requests.push(request_line.trim_end().to_owned());
+    state.tokens.push(token.clone());
+    let denied = match (&state.required_token, &token) {
+        (None, _) => None,
+        (Some(want), Some(got)) if want == got => None,
+        (Some(_), None) => Some(Answer::Json(b"[]".to_vec())),
+        (Some(_), Some(_)) => Some(Answer::Status(403, "ACL not found".into())),
+    };
     // Blocking query: hold while the index is unchanged, up to `wait`.
     if let Some(index) = query_param(&target, "index").and_then(|i| i.parse::<u64>().ok()) {
         let wait = query_param(&target, "wait").map_or(Duration::from_secs(300), parse_wait);
@@ -140,10 +187,10 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
             state = cv.wait_timeout(state, left).unwrap().0;
         }
     }
-    let answer = state.answer.clone();
+    let answer = denied.unwrap_or_else(|| state.answer.clone());
     let index = state.index;
     drop(state);
-    let mut stream = stream;
+    let stream = reader.get_mut();
     let (status, content_type, body) = match answer {
         Answer::Json(body) => ("200 OK".to_owned(), "application/json", body),
         Answer::Status(code, text) => (format!("{code} Error"), "text/plain", text.into_bytes()),

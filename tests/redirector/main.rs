@@ -7,7 +7,9 @@ mod fake_consul;
 
 mod cli;
 mod consul_changes;
+mod consul_client;
 mod hostile;
+mod pki;
 mod requests;
 mod signals;
 mod startup;

@@ -4,9 +4,9 @@
 
 use crate::daemon::{Daemon, SOON};
 use crate::fake_consul::{FakeConsul, active_node};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use crate::pki::Pki;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,68 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A CA, an intermediate, and leaves signed by the intermediate.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    intermediate: CertifiedIssuer<'static, KeyPair>,
-}
-
-struct Leaf {
-    /// Leaf then intermediate, as a deployment's certificate file has them.
-    cert_pem: String,
-    /// The leaf alone.
-    leaf_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "test root CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let mut mid_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        mid_params
-            .distinguished_name
-            .push(DnType::CommonName, "test intermediate CA");
-        mid_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let intermediate =
-            CertifiedIssuer::signed_by(mid_params, KeyPair::generate().unwrap(), &ca).unwrap();
-        Pki { ca, intermediate }
-    }
-
-    fn leaf(&self) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let cert = params.signed_by(&key, &self.intermediate).unwrap();
-        Leaf {
-            cert_pem: cert.pem() + &self.intermediate.pem(),
-            leaf_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-
-    fn client_config(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    }
-}
-
 /// A fresh directory for one test's PEM files.
-fn temp_dir() -> PathBuf {
+pub fn temp_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "vr-tls-{}-{}",
@@ -87,7 +27,7 @@ fn temp_dir() -> PathBuf {
 }
 
 /// Replace a file atomically, so a reload never sees half of it.
-fn put(path: &Path, text: &str) {
+pub fn put(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -219,7 +159,7 @@ fn leaf_is_found_by_its_key_wherever_it_stands() {
     let both = dir.join("both.pem");
     put(
         &both,
-        &(pki.intermediate.pem() + &leaf.key_pem + &leaf.leaf_pem),
+        &(pki.intermediate_pem() + &leaf.key_pem + &leaf.leaf_pem),
     );
     let c = consul();
     let d = start_tls(&c, &both, &both, &["-S"]);

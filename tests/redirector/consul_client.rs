@@ -1,0 +1,256 @@
+//! The Consul side done as a careful Consul client does: blocking queries,
+//! ACL tokens, several agents, service/datacenter/consistency options and
+//! HTTPS with Consul's own environment variables.
+
+use crate::client::get;
+use crate::daemon::{Daemon, SOON, command, eventually};
+use crate::fake_consul::{Answer, FakeConsul, active_node};
+use crate::pki::Pki;
+use crate::tls::{put, temp_dir};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+fn location(d: &Daemon) -> Option<String> {
+    get(d.addr, "/v1/x").header("Location").map(str::to_owned)
+}
+
+fn health(d: &Daemon) -> serde_json::Value {
+    get(d.addr, "/vault-redirector-health").json()
+}
+
+fn node(name: &str) -> Vec<u8> {
+    active_node(name, "10.0.0.9", 8200)
+}
+
+#[test]
+fn a_change_reaches_the_location_long_before_the_poll_interval() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    // A 30 s interval: only a blocking query can explain a fast switch.
+    let d = Daemon::start(&["-P", "0", "-p", "30", &consul.host_port()]);
+    assert!(eventually(SOON, || consul
+        .requests()
+        .iter()
+        .any(|r| r.contains("index="))));
+    let mut samples = Vec::new();
+    for i in 0..5 {
+        let name = format!("vault-{i}");
+        let changed = Instant::now();
+        consul.set(Answer::Json(node(&name)));
+        let want = format!("http://{name}:8200/v1/x");
+        assert!(eventually(SOON, || location(&d).as_deref() == Some(want.as_str())));
+        samples.push(changed.elapsed());
+    }
+    samples.sort();
+    eprintln!(
+        "switch time over {} changes: min {:?}, max {:?}",
+        samples.len(),
+        samples[0],
+        samples[4]
+    );
+    assert!(samples[4] < Duration::from_secs(2), "{samples:?}");
+    let asked = consul.requests();
+    assert!(
+        asked.iter().any(|r| r.contains("wait=30000ms")),
+        "{asked:?}"
+    );
+    assert!(health(&d)["last_consul_poll"].is_string());
+}
+
+#[test]
+fn a_quiet_cluster_costs_about_one_request_per_interval() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let d = Daemon::start(&["-P", "0", "-p", "0.5", &consul.host_port()]);
+    let before = consul.request_count();
+    std::thread::sleep(Duration::from_secs(3));
+    let during = consul.request_count() - before;
+    // Six intervals; a spinning poller would make hundreds of requests.
+    assert!((3..=10).contains(&during), "{during} requests in 3 s");
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+}
+
+#[test]
+fn the_token_is_sent_from_the_environment_and_never_logged() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    consul.require_token("s.TOPSECRET-token");
+    let mut cmd = command(&["-vv", "-P", "0", "-p", "0.2", &consul.host_port()]);
+    cmd.env("CONSUL_HTTP_TOKEN", "s.TOPSECRET-token");
+    let d = Daemon::start_command(cmd);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+    assert!(eventually(SOON, || consul.request_count() >= 3));
+    assert!(
+        consul
+            .tokens()
+            .iter()
+            .all(|t| t.as_deref() == Some("s.TOPSECRET-token"))
+    );
+    assert!(!d.log().contains("TOPSECRET"), "{}", d.log());
+}
+
+#[test]
+fn the_token_file_is_reread_so_a_rotated_token_is_used() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let file = std::env::temp_dir().join(format!("vr-token-{}", std::process::id()));
+    std::fs::write(&file, "first-token\n").unwrap();
+    let mut cmd = command(&[
+        "-P",
+        "0",
+        "-p",
+        "0.2",
+        "--consul-token-file",
+        file.to_str().unwrap(),
+        &consul.host_port(),
+    ]);
+    // The option wins over the variable.
+    cmd.env("CONSUL_HTTP_TOKEN", "from-env");
+    let d = Daemon::start_command(cmd);
+    assert_eq!(consul.tokens()[0].as_deref(), Some("first-token"));
+    std::fs::write(&file, "second-token").unwrap();
+    consul.set(Answer::Json(node("vault-b")));
+    assert!(eventually(SOON, || consul
+        .tokens()
+        .last()
+        .unwrap()
+        .as_deref()
+        == Some("second-token")));
+    assert_eq!(location(&d).as_deref(), Some("http://vault-b:8200/v1/x"));
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn default_deny_without_a_token_says_so() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    consul.require_token("needed");
+    let mut d = Daemon::spawn(&["-P", "0", &consul.host_port()]);
+    assert_eq!(d.wait_exit(SOON).and_then(|s| s.code()), Some(3));
+    assert!(
+        d.log().contains("no Consul ACL token is configured"),
+        "{}",
+        d.log()
+    );
+
+    // At run time: health shows it.
+    let consul = FakeConsul::serving(node("vault-a"));
+    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    consul.require_token("needed");
+    consul.set(Answer::Json(node("vault-a")));
+    assert!(eventually(SOON, || health(&d)["consul_warning"].is_string()));
+    let warning = health(&d)["consul_warning"].as_str().unwrap().to_owned();
+    assert!(warning.contains("CONSUL_HTTP_TOKEN"), "{warning}");
+    assert!(
+        d.wait_for_log("no Consul ACL token is configured", SOON)
+            .is_some()
+    );
+}
+
+#[test]
+fn a_wrong_token_gets_a_clear_403_line_and_health() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let mut cmd = command(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    cmd.env("CONSUL_HTTP_TOKEN", "s.BADTOKEN42");
+    let d = Daemon::start_command(cmd);
+    consul.require_token("right");
+    consul.set(Answer::Json(node("vault-a")));
+    let line = d
+        .wait_for_log("Consul answered HTTP 403: ACL not found", SOON)
+        .expect("403 logged");
+    assert!(
+        line.contains("Exception encountered when polling active node")
+            && line.contains("ACL token"),
+        "{line}"
+    );
+    assert!(eventually(SOON, || health(&d)["last_consul_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("403"))));
+    assert!(!d.log().contains("BADTOKEN42"), "{}", d.log());
+}
+
+#[test]
+fn several_agents_fail_over_and_health_names_the_one_that_answered() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let consul = FakeConsul::serving(node("vault-a"));
+    let agents = format!("{dead},{}", consul.host_port());
+    let d = Daemon::start(&["-P", "0", "-p", "0.3", &agents]);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+    let h = health(&d);
+    assert_eq!(h["consul_agent"], consul.host_port());
+    assert_eq!(h["consul_host_port"], agents);
+}
+
+#[test]
+fn service_datacenter_and_stale_shape_the_query() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let d = Daemon::start(&[
+        "-P",
+        "0",
+        "--service",
+        "vault-prod",
+        "--dc",
+        "eu-1",
+        "--stale",
+        &consul.host_port(),
+    ]);
+    let asked = consul.requests();
+    assert!(
+        asked[0].starts_with("GET /v1/health/service/vault-prod?passing&tag=active&dc=eu-1&stale "),
+        "{asked:?}"
+    );
+    drop(d);
+}
+
+#[test]
+fn consul_http_addr_replaces_the_positional() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let mut cmd = command(&["-P", "0"]);
+    cmd.env("CONSUL_HTTP_ADDR", format!("http://{}", consul.host_port()));
+    let d = Daemon::start_command(cmd);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+}
+
+#[test]
+fn https_agents_are_verified_against_the_consul_ca() {
+    let pki = Pki::new();
+    let consul = FakeConsul::start_tls(Answer::Json(node("vault-a")), pki.leaf().server_config());
+    let dir = temp_dir();
+    let ca = dir.join("consul-ca.pem");
+    put(&ca, &pki.ca_pem());
+    let url = format!("https://{}", consul.host_port());
+    let d = Daemon::start(&["-P", "0", "--consul-ca", ca.to_str().unwrap(), &url]);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+
+    // CONSUL_CACERT works the same; a CA that did not sign the agent's
+    // certificate is refused at start-up.
+    let other = Pki::new();
+    let wrong = dir.join("other-ca.pem");
+    put(&wrong, &other.ca_pem());
+    let mut cmd = command(&["-P", "0", &url]);
+    cmd.env("CONSUL_CACERT", &wrong);
+    let mut d = Daemon::spawn_command(cmd);
+    assert_eq!(d.wait_exit(SOON).and_then(|s| s.code()), Some(1));
+    assert!(
+        d.log()
+            .starts_with("ERROR: Could not poll Consul at https://"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn consul_tls_server_name_checks_the_certificate_against_that_name() {
+    let pki = Pki::new();
+    let consul = FakeConsul::start_tls(
+        Answer::Json(node("vault-a")),
+        pki.leaf_for(&["consul.example"]).server_config(),
+    );
+    let dir = temp_dir();
+    let ca = dir.join("ca.pem");
+    put(&ca, &pki.ca_pem());
+    let mut cmd = command(&["-P", "0", &consul.host_port()]);
+    cmd.env("CONSUL_HTTP_SSL", "true")
+        .env("CONSUL_CACERT", &ca)
+        .env("CONSUL_TLS_SERVER_NAME", "consul.example");
+    let d = Daemon::start_command(cmd);
+    assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
+}
