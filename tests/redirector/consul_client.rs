@@ -254,3 +254,50 @@ fn consul_tls_server_name_checks_the_certificate_against_that_name() {
     let d = Daemon::start_command(cmd);
     assert_eq!(location(&d).as_deref(), Some("http://vault-a:8200/v1/x"));
 }
+
+/// Measurement, not a check: `cargo test --release --test redirector --
+/// --ignored --nocapture measure_switch_time`.
+#[test]
+#[ignore]
+fn measure_switch_time_over_100_changes() {
+    let consul = FakeConsul::serving(node("vault-start"));
+    let d = Daemon::start(&["-l", "-P", "0", "-p", "5", &consul.host_port()]);
+    assert!(eventually(SOON, || consul
+        .requests()
+        .iter()
+        .any(|r| r.contains("index="))));
+    let mut samples = Vec::new();
+    for i in 0..100 {
+        let name = format!("vault-{i}");
+        let want = format!("http://{name}:8200/v1/x");
+        let asked = consul.request_count();
+        let changed = Instant::now();
+        consul.set(Answer::Json(node(&name)));
+        // Ask without pause: `eventually` sleeps 10 ms between tries.
+        while location(&d).as_deref() != Some(want.as_str()) {
+            assert!(changed.elapsed() < SOON, "no switch to {want}");
+        }
+        samples.push(changed.elapsed());
+        // As in a real cluster, the next change finds a blocking query waiting.
+        assert!(eventually(SOON, || consul.request_count() > asked));
+    }
+    samples.sort();
+    println!(
+        "switch time over 100 changes: p50 {:?}, p99 {:?}, max {:?}",
+        samples[49], samples[98], samples[99]
+    );
+}
+
+/// Measurement: `... -- --ignored --nocapture measure_quiet_requests`.
+#[test]
+#[ignore]
+fn measure_quiet_requests_per_minute() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let _d = Daemon::start(&["-l", "-P", "0", "-p", "5", &consul.host_port()]);
+    let before = consul.request_count();
+    std::thread::sleep(Duration::from_secs(60));
+    println!(
+        "Consul requests in 60 s with -p 5 and no change: {}",
+        consul.request_count() - before
+    );
+}
