@@ -16,7 +16,7 @@ const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Reads of discarded input per wake-up while lingering.
 const LINGER_READS_PER_WAKE: usize = 16;
 /// Size of the loop's shared read buffer.
-pub const READ_BUF_BYTES: usize = 32 * 1024;
+pub const READ_BUF_BYTES: usize = 16 * 1024;
 
 /// Buffers shared by all connections of the loop: a connection holds memory
 /// of its own only while a head is split across reads or output is stuck.

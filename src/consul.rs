@@ -220,6 +220,10 @@ impl Resolver for AgentResolver {
     }
 }
 
+/// ureq's buffers for one Consul exchange (the body has its own limit).
+const INPUT_BUFFER_BYTES: usize = 16 * 1024;
+const OUTPUT_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Addresses ureq keeps from a lookup.
 const MAX_RESOLVED: usize = 16;
 
@@ -344,6 +348,10 @@ impl Client {
             // A Consul agent is local or in the same network: never via a proxy.
             .proxy(None)
             .max_redirects(0)
+            // Consul's answers for a few nodes are small: ureq's 128 KiB
+            // default buffers would only add to the resident size.
+            .input_buffer_size(INPUT_BUFFER_BYTES)
+            .output_buffer_size(OUTPUT_BUFFER_BYTES)
             .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")));
         if settings.uses_https() {
             config = config.tls_config(tls_config(settings)?);

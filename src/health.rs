@@ -47,7 +47,8 @@ pub fn render(view: &HealthView<'_>) -> String {
 /// `datetime.now().isoformat()`.
 pub fn local_timestamp(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as libc::time_t;
+    // The C type is inferred: naming libc::time_t warns on musl.
+    let secs = since.as_secs() as _;
     // SAFETY: localtime_r only writes the struct we hand it; a zeroed `tm`
     // is a valid value of that plain C struct.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -35,7 +35,7 @@ const ACCEPTS_PER_TURN: usize = 256;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
-const EVENTS_CAPACITY: usize = 1024;
+const EVENTS_CAPACITY: usize = 256;
 /// How often the certificate and key files are checked for changes.
 const TLS_FILE_CHECK: Duration = Duration::from_secs(5);
 
