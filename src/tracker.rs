@@ -16,7 +16,11 @@ const GRACE_INTERVALS: u32 = 2;
 pub struct Tracker {
     grace: Duration,
     active: Option<Target>,
-    last_answer_at: Instant,
+    /// Since when every query has failed (None while Consul answers). With
+    /// blocking queries, answers may be a poll interval apart in a quiet
+    /// cluster, so the grace period counts from the first failure, not from
+    /// the last answer; a hung agent fails at the query's timeout.
+    failing_since: Option<Instant>,
     /// Local wall-clock time of the last answer, for the health JSON.
     last_poll_time: Option<String>,
     last_error: Option<String>,
@@ -37,7 +41,7 @@ impl Tracker {
         Tracker {
             grace: poll_interval * GRACE_INTERVALS,
             active: Some(initial),
-            last_answer_at: now,
+            failing_since: None,
             last_poll_time: Some(local_timestamp(SystemTime::now())),
             last_error: None,
             agent: Some(agent.to_owned()),
@@ -75,7 +79,7 @@ impl Tracker {
         now: Instant,
         wall: SystemTime,
     ) {
-        self.last_answer_at = now;
+        self.failing_since = None;
         self.last_poll_time = Some(local_timestamp(wall));
         self.last_error = None;
         if self.agent.as_deref() != Some(agent) {
@@ -98,31 +102,31 @@ impl Tracker {
     }
 
     /// A failed poll: logged every time (even with `-l`); the last known node
-    /// is kept until the grace period since the last answer runs out.
+    /// is kept until the grace period since the first failure runs out.
     pub fn on_error(&mut self, error: &PollError, now: Instant) {
         logging::always(
             Level::Error,
             format_args!("Exception encountered when polling active node: {error}"),
         );
         self.last_error = Some(error.to_string());
+        self.failing_since.get_or_insert(now);
         self.expire(now);
     }
 
-    /// Drop the active node if Consul has not answered for the grace period
-    /// (errors, or a poll that never finishes). Returns true if it changed.
+    /// Drop the active node once Consul has failed for the grace period.
+    /// Returns true if it changed.
     pub fn expire(&mut self, now: Instant) -> bool {
-        if self.active.is_some() && now.duration_since(self.last_answer_at) >= self.grace {
+        if self.expiry().is_some_and(|at| now >= at) {
             self.set_active(None);
             return true;
         }
         false
     }
 
-    /// When `expire` could next drop the node, if it could.
+    /// When `expire` will drop the node, if Consul is failing.
     pub fn expiry(&self) -> Option<Instant> {
-        self.active
-            .as_ref()
-            .map(|_| self.last_answer_at + self.grace)
+        self.active.as_ref()?;
+        self.failing_since.map(|since| since + self.grace)
     }
 
     fn set_active(&mut self, new: Option<Target>) {
@@ -195,16 +199,24 @@ mod tests {
             "failed polls leave the time"
         );
         t.on_error(&err, t0 + 10 * SECOND);
-        assert_eq!(t.active(), None);
+        assert_eq!(t.active(), Some("a:8200"), "5 s of failures: kept");
+        t.on_error(&err, t0 + 15 * SECOND);
+        assert_eq!(t.active(), None, "two intervals of failures: dropped");
     }
 
     #[test]
-    fn a_silent_consul_expires_on_the_timer() {
+    fn the_grace_period_counts_from_the_first_failure_and_expires_on_the_timer() {
         let t0 = Instant::now();
         let mut t = tracker(t0);
-        assert_eq!(t.expiry(), Some(t0 + 10 * SECOND));
-        assert!(!t.expire(t0 + 9 * SECOND));
-        assert!(t.expire(t0 + 10 * SECOND));
+        // A quiet cluster: no answer for a long time is no failure.
+        assert_eq!(t.expiry(), None);
+        assert!(!t.expire(t0 + 60 * SECOND));
+        let err = PollError::Transport("timed out".into());
+        t.on_error(&err, t0 + 60 * SECOND);
+        t.on_error(&err, t0 + 61 * SECOND);
+        assert_eq!(t.expiry(), Some(t0 + 70 * SECOND));
+        assert!(!t.expire(t0 + 69 * SECOND));
+        assert!(t.expire(t0 + 70 * SECOND));
         assert_eq!(t.active(), None);
         assert_eq!(t.expiry(), None);
     }
