@@ -106,7 +106,7 @@ fn run(config: &Config) -> Result<(), u8> {
     log::warn!("Initial Vault active node: {active}");
     let now = Instant::now();
     let pacing = pacing::Pacing::new(config.poll_interval, answer.index, sent, now);
-    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent, now);
+    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent);
 
     let cannot_listen = |e: std::io::Error| {
         fail(

@@ -339,7 +339,6 @@ impl Reactor {
                                 answer.selection,
                                 &answer.agent,
                                 has_token,
-                                now,
                                 SystemTime::now(),
                             );
                         }

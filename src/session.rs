@@ -119,7 +119,7 @@ mod tests {
 
     use super::*;
     use crate::tracker::Tracker;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     /// xorshift64*: deterministic, no dependency, good enough to fuzz with.
     struct Rng(u64);
@@ -143,7 +143,6 @@ mod tests {
             Duration::from_secs(5),
             "vault-a:8200".into(),
             "consul:8500",
-            Instant::now(),
         ));
         site
     }

@@ -37,7 +37,7 @@ pub const NO_TOKEN_HINT: &str = "Consul returned no passing active Vault node an
 
 impl Tracker {
     /// Start from the answer of the start-up poll.
-    pub fn new(poll_interval: Duration, initial: Target, agent: &str, now: Instant) -> Tracker {
+    pub fn new(poll_interval: Duration, initial: Target, agent: &str) -> Tracker {
         Tracker {
             grace: poll_interval * GRACE_INTERVALS,
             active: Some(initial),
@@ -76,7 +76,6 @@ impl Tracker {
         selection: Selection,
         agent: &str,
         has_token: bool,
-        now: Instant,
         wall: SystemTime,
     ) {
         self.failing_since = None;
@@ -147,39 +146,26 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
-    fn tracker(now: Instant) -> Tracker {
-        Tracker::new(5 * SECOND, "a:8200".into(), "consul:8500", now)
+    fn tracker() -> Tracker {
+        Tracker::new(5 * SECOND, "a:8200".into(), "consul:8500")
     }
 
     #[test]
     fn answers_replace_the_node_and_the_poll_time() {
         let t0 = Instant::now();
-        let mut t = tracker(t0);
+        let mut t = tracker();
         t.on_answer(
             Selection::One("b:8200".into()),
             "consul:8500",
             false,
-            t0 + SECOND,
             SystemTime::now(),
         );
         assert_eq!(t.active(), Some("b:8200"));
-        t.on_answer(
-            Selection::None,
-            "consul-b:8500",
-            true,
-            t0 + 2 * SECOND,
-            SystemTime::now(),
-        );
+        t.on_answer(Selection::None, "consul-b:8500", true, SystemTime::now());
         assert_eq!(t.active(), None);
         assert_eq!(t.agent(), Some("consul-b:8500"));
         assert_eq!(t.warning(), None, "a token was sent");
-        t.on_answer(
-            Selection::None,
-            "consul-b:8500",
-            false,
-            t0 + 3 * SECOND,
-            SystemTime::now(),
-        );
+        t.on_answer(Selection::None, "consul-b:8500", false, SystemTime::now());
         assert_eq!(t.warning(), Some(NO_TOKEN_HINT));
         assert!(t.last_poll_time().is_some());
     }
@@ -187,7 +173,7 @@ mod tests {
     #[test]
     fn errors_keep_the_node_for_two_intervals() {
         let t0 = Instant::now();
-        let mut t = tracker(t0);
+        let mut t = tracker();
         let err = PollError::Transport("connection refused".into());
         let poll_time = t.last_poll_time().map(str::to_owned);
         t.on_error(&err, t0 + 5 * SECOND);
@@ -207,7 +193,7 @@ mod tests {
     #[test]
     fn the_grace_period_counts_from_the_first_failure_and_expires_on_the_timer() {
         let t0 = Instant::now();
-        let mut t = tracker(t0);
+        let mut t = tracker();
         // A quiet cluster: no answer for a long time is no failure.
         assert_eq!(t.expiry(), None);
         assert!(!t.expire(t0 + 60 * SECOND));
@@ -224,13 +210,12 @@ mod tests {
     #[test]
     fn an_answer_clears_the_error_and_restarts_the_grace() {
         let t0 = Instant::now();
-        let mut t = tracker(t0);
+        let mut t = tracker();
         t.on_error(&PollError::Status(500, "boom".into()), t0 + 5 * SECOND);
         t.on_answer(
             Selection::One("a:8200".into()),
             "consul:8500",
             false,
-            t0 + 6 * SECOND,
             SystemTime::now(),
         );
         assert_eq!(t.last_error(), None);

