@@ -152,7 +152,6 @@ mod tests {
 
     #[test]
     fn answers_replace_the_node_and_the_poll_time() {
-        let t0 = Instant::now();
         let mut t = tracker();
         t.on_answer(
             Selection::One("b:8200".into()),
