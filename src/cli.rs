@@ -43,6 +43,8 @@ pub struct Config {
     pub consul_host_port: String,
     pub consul: ConsulSettings,
     pub limits: Limits,
+    /// TLS session resumption (tickets, session cache); `--no-tls-resumption`.
+    pub tls_resumption: bool,
 }
 
 impl Config {
@@ -71,6 +73,7 @@ usage: vault-redirector [-h] [-v] [-l] [-V] [-S] [-I] [-p POLL_INTERVAL]
                         [--head-timeout SECS] [--idle-timeout SECS]
                         [--service NAME] [--dc NAME] [--stale]
                         [--consul-token-file PATH] [--consul-ca PATH]
+                        [--no-tls-resumption]
                         CONSUL_HOST_PORT
 ";
 
@@ -121,6 +124,8 @@ options:
                         arrived within SECS of its first byte (default 10)
   --idle-timeout SECS   Close a keep-alive connection idle for SECS
                         (default 60)
+  --no-tls-resumption   Turn off TLS session tickets and the session cache
+                        (every connection does a full handshake)
   --service NAME        Consul service name of Vault (default vault)
   --dc NAME             Consul datacenter to ask (default: the agent's)
   --stale               Let any Consul server answer, not only the leader
@@ -330,6 +335,7 @@ fn parse_inner(
     let https = flag(&mut args, ["-S", "--https"]);
     let redirect_to_ip = flag(&mut args, ["-I", "--ip"]);
     let stale = flag_long(&mut args, "--stale");
+    let tls_resumption = !flag_long(&mut args, "--no-tls-resumption");
 
     let rest: Vec<String> = args
         .finish()
@@ -401,6 +407,7 @@ fn parse_inner(
         consul_host_port,
         consul,
         limits,
+        tls_resumption,
     })))
 }
 
@@ -520,6 +527,8 @@ mod tests {
         assert_eq!(c.consul_host_port, "consul:8500");
         assert_eq!(c.scheme(), "http");
         assert_eq!(c.limits, Limits::default());
+        assert!(c.tls_resumption);
+        assert!(!config(&["--no-tls-resumption", "c:1"]).tls_resumption);
     }
 
     #[test]

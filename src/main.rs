@@ -61,7 +61,7 @@ fn run(config: &Config) -> Result<(), u8> {
     // Certificate problems are found before anything else happens.
     let tls = match (&config.cert_path, &config.key_path) {
         (Some(cert), Some(key)) => Some(
-            tls::TlsSource::load(cert, key)
+            tls::TlsSource::load(cert, key, config.tls_resumption)
                 .map_err(|e| fail(EXIT_ERROR, format_args!("TLS: {e}")))?,
         ),
         _ => None,

@@ -99,8 +99,13 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Pair, TlsError> {
     Ok(Pair { chain, key })
 }
 
-/// A ready server config: TLS 1.2 and 1.3, ALPN http/1.1, session tickets.
-pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// A ready server config: TLS 1.2 and 1.3, ALPN http/1.1, and session
+/// resumption (tickets and a session cache) unless turned off.
+pub fn server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    resumption: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let Pair { chain, key } = load_pair(cert_path, key_path)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -109,8 +114,13 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
         .with_single_cert(chain, key)
         .map_err(|e| TlsError(format!("{}: {e}", cert_path.display())))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.ticketer = rustls::crypto::ring::Ticketer::new()
-        .map_err(|e| TlsError(format!("TLS session tickets: {e}")))?;
+    if resumption {
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| TlsError(format!("TLS session tickets: {e}")))?;
+    } else {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(Arc::new(config))
 }
 
@@ -120,6 +130,7 @@ pub struct TlsSource {
     cert_path: PathBuf,
     key_path: PathBuf,
     seen: [Option<(SystemTime, u64)>; 2],
+    resumption: bool,
     config: Arc<ServerConfig>,
 }
 
@@ -129,13 +140,18 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 impl TlsSource {
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsSource, TlsError> {
+    pub fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        resumption: bool,
+    ) -> Result<TlsSource, TlsError> {
         let seen = [stamp(cert_path), stamp(key_path)];
-        let config = server_config(cert_path, key_path)?;
+        let config = server_config(cert_path, key_path, resumption)?;
         Ok(TlsSource {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             seen,
+            resumption,
             config,
         })
     }
@@ -155,7 +171,7 @@ impl TlsSource {
     pub fn reload(&mut self) -> Result<(), TlsError> {
         // Stamp first: a broken pair is reported once, not on every check.
         self.seen = [stamp(&self.cert_path), stamp(&self.key_path)];
-        self.config = server_config(&self.cert_path, &self.key_path)?;
+        self.config = server_config(&self.cert_path, &self.key_path, self.resumption)?;
         Ok(())
     }
 }

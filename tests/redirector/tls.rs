@@ -349,3 +349,30 @@ fn a_stalled_handshake_is_closed_at_the_head_deadline() {
         "{took:?}"
     );
 }
+
+#[test]
+fn sessions_resume_unless_turned_off() {
+    use rustls::HandshakeKind;
+    let pki = Pki::new();
+    let leaf = pki.leaf();
+    let dir = temp_dir();
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    put(&cert, &leaf.cert_pem);
+    put(&key, &leaf.key_pem);
+    let c = consul();
+    for (extra, second) in [
+        (&["-S"][..], HandshakeKind::Resumed),
+        (&["-S", "--no-tls-resumption"][..], HandshakeKind::Full),
+    ] {
+        let d = start_tls(&c, &cert, &key, extra);
+        // One client config: it keeps the session (ticket) between connections.
+        let config = pki.client_config();
+        let mut first = connect(d.addr, &config);
+        assert_eq!(first.conn.handshake_kind(), Some(HandshakeKind::Full));
+        // TLS 1.3 tickets arrive after the handshake: a request fetches them.
+        first.write_all(b"GET /v1/a HTTP/1.1\r\n\r\n").unwrap();
+        let _ = response(&mut first);
+        let again = connect(d.addr, &config);
+        assert_eq!(again.conn.handshake_kind(), Some(second), "{extra:?}");
+    }
+}
