@@ -41,7 +41,7 @@ BIN=${VAULT_REDIRECTOR_BIN:-$ROOT/target/release/vault-redirector}
 
 # Free loopback ports, picked by the kernel.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-CONSUL_PORT=$(free_port) OURS_PORT=$(free_port) PY_PORT=$(free_port) TLS_PORT=$(free_port)
+CONSUL_PORT=$(free_port) OURS_PORT=$(free_port) PY_PORT=$(free_port)
 
 PIDS=()
 WORK=$(mktemp -d /tmp/vr-bench.XXXXXX)
@@ -66,12 +66,20 @@ wait_port "$OURS_PORT"
 TARGETS=(nginx1 "ours=http://127.0.0.1:$OURS_PORT@$OURS_PID")
 
 if [ "$TLS" = 1 ]; then
+  # nginx's TLS anchors have no session resumption: neither have we here,
+  # so close50 measures a full handshake per request on both sides.
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
     -keyout "$WORK/rsa.key" -out "$WORK/rsa.crt" 2>/dev/null
-  taskset -c 1 "$BIN" -l -S -P "$TLS_PORT" --bind 127.0.0.1 -c "$WORK/rsa.crt" -k "$WORK/rsa.key" \
-    "127.0.0.1:$CONSUL_PORT" 2>"$WORK/ours-tls.log" & PIDS+=($!)
-  wait_port "$TLS_PORT"
-  TARGETS+=(nginx-tls-rsa "ours-tls-rsa=https://127.0.0.1:$TLS_PORT@$!")
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$WORK/ec.key" -out "$WORK/ec.crt" 2>/dev/null
+  for kind in rsa ec; do
+    port=$(free_port)
+    taskset -c 1 "$BIN" -l -S --no-tls-resumption -P "$port" --bind 127.0.0.1 \
+      -c "$WORK/$kind.crt" -k "$WORK/$kind.key" "127.0.0.1:$CONSUL_PORT" 2>"$WORK/ours-$kind.log" & PIDS+=($!)
+    wait_port "$port"
+    TARGETS+=("ours-tls-$kind=https://127.0.0.1:$port@$!")
+  done
+  TARGETS+=(nginx-tls-rsa nginx-tls-ecdsa)
 fi
 
 if [ "$PYTHON" = 1 ]; then
