@@ -4,7 +4,7 @@
 
 use crate::daemon::{Daemon, SOON};
 use crate::fake_consul::{FakeConsul, active_node};
-use crate::pki::Pki;
+use crate::pki::{Leaf, Pki};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
@@ -31,6 +31,15 @@ pub fn put(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The leaf's chain and key, written to `c.pem` and `k.pem` in a fresh directory.
+fn pair_files(leaf: &Leaf) -> (PathBuf, PathBuf) {
+    let dir = temp_dir();
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    put(&cert, &leaf.cert_pem);
+    put(&key, &leaf.key_pem);
+    (cert, key)
 }
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
@@ -99,10 +108,7 @@ fn start_tls(consul: &FakeConsul, cert: &Path, key: &Path, extra: &[&str]) -> Da
 fn https_serves_the_chain_and_answers_like_http() {
     let pki = Pki::new();
     let leaf = pki.leaf();
-    let dir = temp_dir();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    put(&cert, &leaf.cert_pem);
-    put(&key, &leaf.key_pem);
+    let (cert, key) = pair_files(&leaf);
     let c = consul();
     let d = start_tls(&c, &cert, &key, &["-S"]);
     assert!(
@@ -172,10 +178,7 @@ fn leaf_is_found_by_its_key_wherever_it_stands() {
 fn tls_without_https_redirects_warns() {
     let pki = Pki::new();
     let leaf = pki.leaf();
-    let dir = temp_dir();
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    put(&cert, &leaf.cert_pem);
-    put(&key, &leaf.key_pem);
+    let (cert, key) = pair_files(&leaf);
     let c = consul();
     let d = start_tls(&c, &cert, &key, &[]);
     assert!(
@@ -232,10 +235,7 @@ fn bad_certificate_files_exit_1_with_one_line_naming_the_file() {
 fn plain_http_or_garbage_on_the_tls_port_is_closed_without_disturbing_others() {
     let pki = Pki::new();
     let leaf = pki.leaf();
-    let dir = temp_dir();
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    put(&cert, &leaf.cert_pem);
-    put(&key, &leaf.key_pem);
+    let (cert, key) = pair_files(&leaf);
     let c = consul();
     let d = start_tls(&c, &cert, &key, &["-S"]);
     let config = pki.client_config();
@@ -273,10 +273,7 @@ fn plain_http_or_garbage_on_the_tls_port_is_closed_without_disturbing_others() {
 fn sighup_and_changed_files_reload_the_pair_without_dropping_connections() {
     let pki = Pki::new();
     let (first, second, third) = (pki.leaf(), pki.leaf(), pki.leaf());
-    let dir = temp_dir();
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    put(&cert, &first.cert_pem);
-    put(&key, &first.key_pem);
+    let (cert, key) = pair_files(&first);
     let c = consul();
     let d = start_tls(&c, &cert, &key, &["-S"]);
     let config = pki.client_config();
@@ -326,10 +323,7 @@ fn sighup_and_changed_files_reload_the_pair_without_dropping_connections() {
 fn a_stalled_handshake_is_closed_at_the_head_deadline() {
     let pki = Pki::new();
     let leaf = pki.leaf();
-    let dir = temp_dir();
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    put(&cert, &leaf.cert_pem);
-    put(&key, &leaf.key_pem);
+    let (cert, key) = pair_files(&leaf);
     let c = consul();
     let d = start_tls(&c, &cert, &key, &["-S", "--head-timeout", "0.5"]);
     let mut s = TcpStream::connect(d.addr).unwrap();
@@ -355,10 +349,7 @@ fn sessions_resume_unless_turned_off() {
     use rustls::HandshakeKind;
     let pki = Pki::new();
     let leaf = pki.leaf();
-    let dir = temp_dir();
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    put(&cert, &leaf.cert_pem);
-    put(&key, &leaf.key_pem);
+    let (cert, key) = pair_files(&leaf);
     let c = consul();
     for (extra, second) in [
         (&["-S"][..], HandshakeKind::Resumed),
