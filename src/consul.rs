@@ -507,6 +507,14 @@ const POLLER_STACK_BYTES: usize = 256 * 1024;
 
 impl Poller {
     pub fn spawn(mut client: Client, waker: Arc<Waker>) -> std::io::Result<Poller> {
+        Poller::spawn_with(move |query| client.fetch(query), waker)
+    }
+
+    /// The thread around any way of answering a query (tests use this).
+    fn spawn_with(
+        mut fetch: impl FnMut(Query) -> Result<Answer, PollError> + Send + 'static,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<Poller> {
         let (request_tx, request_rx) = mpsc::channel::<Query>();
         let (outcome_tx, outcome_rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -514,7 +522,7 @@ impl Poller {
             .stack_size(POLLER_STACK_BYTES)
             .spawn(move || {
                 for query in request_rx {
-                    let result = client.fetch(query);
+                    let result = fetch(query);
                     if outcome_tx.send(PollOutcome { result }).is_err() {
                         break;
                     }
@@ -644,6 +652,38 @@ mod tests {
                 all: vec!["b:8200".into(), "a:8200".into()]
             }
         );
+    }
+
+    #[test]
+    fn a_dead_poller_thread_is_noticed_not_waited_for() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let poller = Poller::spawn_with(
+            |query: Query| {
+                assert_eq!(query.index, 0, "the test's query");
+                panic!("a bug in the poller thread");
+            },
+            waker,
+        )
+        .unwrap();
+        assert!(poller.request(Query {
+            index: 0,
+            wait: None
+        }));
+        // The loop only ever polls the channel: it sees the thread gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match poller.try_outcome() {
+                Err(()) => break,
+                Ok(None) => assert!(std::time::Instant::now() < deadline, "never noticed"),
+                Ok(Some(outcome)) => panic!("an outcome from a dead thread: {outcome:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!poller.request(Query {
+            index: 0,
+            wait: None
+        }));
     }
 
     #[test]
