@@ -63,15 +63,24 @@ wait_http() { # URL [tries of 0.1 s]
   return 1
 }
 
-start_consul() {
-  mkdir -p "$REAL_DIR/consul"
-  cat > "$REAL_DIR/consul/config.json" <<JSON
+# The management token of the ACL-enabled agent (scenario 4d).
+ACL_MASTER=vault-redirector-test-master
+
+start_consul() { # [acl]: default-deny ACLs, in a fresh data directory
+  local dir=$REAL_DIR/consul acl=""
+  if [ "${1:-}" = acl ]; then
+    dir=$REAL_DIR/consul-acl
+    acl=", \"primary_datacenter\": \"dc1\", \"acl\": {\"enabled\": true, \"default_policy\": \"deny\",
+ \"tokens\": {\"master\": \"$ACL_MASTER\", \"agent\": \"$ACL_MASTER\"}}"
+  fi
+  mkdir -p "$dir"
+  cat > "$dir/config.json" <<JSON
 {"node_name": "testnode", "datacenter": "dc1", "server": true, "bootstrap_expect": 1,
- "data_dir": "$REAL_DIR/consul/data", "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1",
+ "data_dir": "$dir/data", "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1",
  "advertise_addr": "127.0.0.1", "log_level": "WARN",
- "ports": {"http": $CONSUL_HTTP, "dns": -1, "grpc": -1, "serf_lan": 18301, "serf_wan": 18302, "server": 18300}}
+ "ports": {"http": $CONSUL_HTTP, "dns": -1, "grpc": -1, "serf_lan": 18301, "serf_wan": 18302, "server": 18300}$acl}
 JSON
-  "$CONSUL" agent -config-file="$REAL_DIR/consul/config.json" > "$REAL_DIR/consul/log" 2>&1 &
+  "$CONSUL" agent -config-file="$dir/config.json" > "$dir/log" 2>&1 &
   CONSUL_PID=$!
   PIDS+=("$CONSUL_PID")
   local i
@@ -165,8 +174,29 @@ start_cluster() {
 }
 
 passing_active_count() {
-  curl -s --max-time 2 "http://127.0.0.1:$CONSUL_HTTP/v1/health/service/vault?passing&tag=active" |
+  curl -s --max-time 2 -H "X-Consul-Token: ${ACL_MASTER}" \
+    "http://127.0.0.1:$CONSUL_HTTP/v1/health/service/vault?passing&tag=active" |
     python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0
+}
+
+# Default-deny ACLs as a Vault operator sets them up: anonymous requests
+# (the registrar, standing in for Vault, which sends no token here) may
+# write the vault service, but not read nodes, so an anonymous health
+# query sees nothing; READ_TOKEN may read both.
+setup_acls() {
+  local api=http://127.0.0.1:$CONSUL_HTTP i
+  for i in $(seq 100); do
+    curl -sf -H "X-Consul-Token: $ACL_MASTER" "$api/v1/acl/policies" >/dev/null && break
+    sleep 0.2
+  done
+  curl -sf -X PUT -H "X-Consul-Token: $ACL_MASTER" "$api/v1/acl/policy" \
+    -d '{"Name":"vault-register","Rules":"service \"vault\" { policy = \"write\" }"}' >/dev/null
+  curl -sf -X PUT -H "X-Consul-Token: $ACL_MASTER" "$api/v1/acl/token/00000000-0000-0000-0000-000000000002" \
+    -d '{"Policies":[{"Name":"vault-register"}]}' >/dev/null
+  curl -sf -X PUT -H "X-Consul-Token: $ACL_MASTER" "$api/v1/acl/policy" \
+    -d '{"Name":"vault-read","Rules":"service \"vault\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }"}' >/dev/null
+  READ_TOKEN=$(curl -sf -X PUT -H "X-Consul-Token: $ACL_MASTER" "$api/v1/acl/token" \
+    -d '{"Policies":[{"Name":"vault-read"}]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["SecretID"])')
 }
 
 start_registrar() {
@@ -174,6 +204,7 @@ start_registrar() {
   for p in "${NODES[@]}"; do apis+=("http://127.0.0.1:$p"); done
   python3 "$SHARED/tools/vault_consul_registrar.py" "http://127.0.0.1:$CONSUL_HTTP" "${apis[@]}" \
     > "$REAL_DIR/registrar.log" 2>&1 &
+  REGISTRAR_PID=$!
   PIDS+=("$!")
   # Registered, and Consul reports exactly one passing active node.
   local i

@@ -210,8 +210,26 @@ if [ "$PYTHON" = 0 ]; then
   [ "$SERVED" != never ] || fail "Consul restart: the active node was not served again"
   le "$WRONG" 0 || fail "Consul restart: clients were sent to a non-active node"
 
-  log "scenario 4d: Consul with default-deny ACLs"
-  echo "SKIPPED: ACL scenario: the shared registrar (tools/vault_consul_registrar.py) sends no Consul token, so it cannot register nodes in a default-deny agent; the token path is covered by the fake-Consul tests"
+  log "scenario 4d: Consul with default-deny ACLs and a read token"
+  kill "$REDIRECTOR_PID" "$REGISTRAR_PID" 2>/dev/null || true
+  kill -9 "$CONSUL_PID"
+  wait "$REDIRECTOR_PID" "$REGISTRAR_PID" "$CONSUL_PID" 2>/dev/null || true
+  start_consul acl
+  setup_acls
+  start_registrar
+  # Without a token: Consul answers an empty list, and we say why.
+  timeout 30 "$BIN" -I -P 0 --bind 127.0.0.1 "127.0.0.1:$CONSUL_HTTP" > "$REAL_DIR/no-token.log" 2>&1 &&
+    code=0 || code=$?
+  echo "FIGURES ACLs without a token: exit $code"
+  [ "$code" = 3 ] || fail "ACLs without a token: exit $code, expected 3"
+  grep -q "no Consul ACL token is configured" "$REAL_DIR/no-token.log" || fail "ACLs without a token: no hint"
+  # With the read token (from the environment, as the consul CLI takes it).
+  CONSUL_HTTP_TOKEN=$READ_TOKEN start_redirector "$BIN" --bind 127.0.0.1
+  ACTIVE=$(wait_active)
+  [ "$(redirect_port)" = "$ACTIVE" ] || fail "ACLs with a read token: not sent to the active node"
+  BAO_ADDR=$REDIR BAO_TOKEN=$ROOT_TOKEN "$BAO" kv put -mount=secret acl-key v=1 >/dev/null || fail "write with ACLs"
+  ! grep -q "$READ_TOKEN" "$REAL_DIR/redirector.log" || fail "the Consul token appears in the log"
+  echo "FIGURES ACLs with a read token: sent to the active node 127.0.0.1:$ACTIVE"
 fi
 
 if [ "$FAILED" = 1 ]; then

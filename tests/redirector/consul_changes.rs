@@ -24,8 +24,11 @@ fn a_new_active_node_reaches_the_location() {
     assert!(eventually(SOON, || location(&d).as_deref()
         == Some("http://vault-c:8200/v1/x")));
     assert!(
-        d.log()
-            .contains("Active vault node changed from vault-a:8200 to vault-c:8200"),
+        d.wait_for_log(
+            "Active vault node changed from vault-a:8200 to vault-c:8200",
+            SOON
+        )
+        .is_some(),
         "{}",
         d.log()
     );
@@ -54,12 +57,16 @@ fn no_active_node_answers_503_with_vaults_error_shape() {
     assert_eq!(json["active_vault"], serde_json::Value::Null);
     assert_eq!(json["healthy"], true);
     assert!(
+        d.wait_for_log("Active vault node changed from vault-a:8200 to None", SOON)
+            .is_some(),
+        "{}",
         d.log()
-            .contains("Active vault node changed from vault-a:8200 to None")
     );
     assert!(
+        d.wait_for_log("NO vault services found with health check passing", SOON)
+            .is_some(),
+        "{}",
         d.log()
-            .contains("NO vault services found with health check passing")
     );
 
     consul.set(Answer::Json(fixture("steady_passing.json")));

@@ -181,9 +181,13 @@ fn tls_without_https_redirects_warns() {
     let (cert, key) = pair_files(&leaf);
     let c = consul();
     let d = start_tls(&c, &cert, &key, &[]);
+    // The warning follows the listening line that `start_tls` waited for.
     assert!(
-        d.log()
-            .contains("Listening with TLS but redirecting to http:// (no -S)"),
+        d.wait_for_log(
+            "Listening with TLS but redirecting to http:// (no -S)",
+            SOON
+        )
+        .is_some(),
         "{}",
         d.log()
     );
