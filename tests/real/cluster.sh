@@ -237,10 +237,16 @@ redirect_port() {
   esac
 }
 
+# Kill a background process and reap it quietly (no "Killed" job notice).
+stop_pid() { # SIGNAL PID
+  kill "-$1" "$2" 2>/dev/null || true
+  wait "$2" 2>/dev/null || true
+}
+
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do stop_pid KILL "$p"; done
   [ -n "${KEEP_REAL_DIR:-}" ] || rm -rf "$REAL_DIR"
 }

@@ -149,7 +149,7 @@ settle
 ACTIVE=$(wait_active)
 log "scenario 3: SIGKILL of the active node ($ACTIVE)"
 KILLED=$ACTIVE
-kill -9 "${NODE_PID[$KILLED]}"
+stop_pid KILL "${NODE_PID[$KILLED]}"
 watch_failover "$KILLED" 90 1
 echo "FIGURES SIGKILL: sent to the dead node ${DEAD}s, to any non-active node ${WRONG}s, 503 ${REFUSED}s, new active served after ${SERVED}s"
 if [ "$PYTHON" = 0 ]; then
@@ -167,7 +167,7 @@ if [ "$PYTHON" = 0 ]; then
 
   log "scenario 4a: a sealed standby"
   for p in "${NODES[@]}"; do [ "$p" != "$ACTIVE" ] && STANDBY=$p && break; done
-  kill -9 "${NODE_PID[$STANDBY]}"
+  stop_pid KILL "${NODE_PID[$STANDBY]}"
   start_node "$STANDBY" # restarted, not unsealed: a sealed standby
   ok=0 sealed=0
   for _ in $(seq 50); do
@@ -197,7 +197,7 @@ if [ "$PYTHON" = 0 ]; then
   [ "$bad" = 0 ] || fail "Consul outage: clients noticed ($bad samples)"
 
   log "scenario 4c: Consul agent killed and restarted"
-  kill -9 "$CONSUL_PID"
+  stop_pid KILL "$CONSUL_PID"
   restarted=$(date +%s.%N)
   start_consul
   # The agent restores the registrations from its data directory; Vault
