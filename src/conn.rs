@@ -107,8 +107,24 @@ impl Conn {
         }
     }
 
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(self.transport.socket(), token, Interest::READABLE)
+    /// Serve a just-accepted connection, then register it if it stays.
+    /// A client's first bytes usually arrive before we accept: reading at
+    /// once answers a one-request connection with no epoll registration at
+    /// all, and an empty read costs one `WouldBlock`. Registering after the
+    /// read loses nothing: epoll reports a socket that is already readable.
+    pub fn start(&mut self, token: Token, env: &mut LoopEnv<'_>) -> Verdict {
+        if self.pump_or_close(Readiness { read_closed: false }, env) == Verdict::Close {
+            return Verdict::Close;
+        }
+        self.writable_interest = self.wants_writable();
+        let interest = self.interest();
+        match env
+            .registry
+            .register(self.transport.socket(), token, interest)
+        {
+            Ok(()) => Verdict::Keep,
+            Err(_) => Verdict::Close,
+        }
     }
 
     pub fn deadline(&self) -> Instant {
@@ -125,21 +141,13 @@ impl Conn {
 
     /// Handle readiness; `Close` means drop the connection now.
     pub fn ready(&mut self, ready: Readiness, token: Token, env: &mut LoopEnv<'_>) -> Verdict {
-        match self.pump(ready, env) {
-            Ok(Verdict::Keep) => {}
-            Ok(Verdict::Close) => return Verdict::Close,
-            Err(e) => {
-                log::debug!("Closing connection from {}: {e}", self.peer);
-                return Verdict::Close;
-            }
+        if self.pump_or_close(ready, env) == Verdict::Close {
+            return Verdict::Close;
         }
-        let want_writable = !self.out.is_empty() || self.transport.has_pending_output();
+        let want_writable = self.wants_writable();
         if want_writable != self.writable_interest {
-            let interest = if want_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
+            self.writable_interest = want_writable;
+            let interest = self.interest();
             if env
                 .registry
                 .reregister(self.transport.socket(), token, interest)
@@ -147,9 +155,29 @@ impl Conn {
             {
                 return Verdict::Close;
             }
-            self.writable_interest = want_writable;
         }
         Verdict::Keep
+    }
+
+    fn pump_or_close(&mut self, ready: Readiness, env: &mut LoopEnv<'_>) -> Verdict {
+        self.pump(ready, env).unwrap_or_else(|e| {
+            log::debug!("Closing connection from {}: {e}", self.peer);
+            Verdict::Close
+        })
+    }
+
+    fn wants_writable(&self) -> bool {
+        !self.out.is_empty() || self.transport.has_pending_output()
+    }
+
+    /// WRITABLE only while output is pending: otherwise every write would
+    /// wake the loop again.
+    fn interest(&self) -> Interest {
+        if self.writable_interest {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
     }
 
     fn pump(&mut self, ready: Readiness, env: &mut LoopEnv<'_>) -> io::Result<Verdict> {

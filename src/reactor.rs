@@ -32,6 +32,10 @@ const FIRST_CONN: usize = 16;
 /// clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
 /// Out of descriptors: wait this long before accepting again.
+/// How long the kernel holds a silent new connection before accepting it
+/// anyway (the head timeout then starts). The kernel rounds it to its SYN-ACK
+/// retransmissions: 1 s is the shortest.
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
@@ -80,6 +84,7 @@ impl Reactor {
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
+        defer_accept(&listener);
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -208,7 +213,14 @@ impl Reactor {
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key() + FIRST_CONN);
                     let mut conn = Conn::new(transport, peer, now, &self.limits);
-                    if conn.register(self.poll.registry(), token).is_ok() {
+                    let mut env = LoopEnv {
+                        registry: self.poll.registry(),
+                        scratch: &mut self.scratch,
+                        site: &self.site,
+                        limits: &self.limits,
+                        now,
+                    };
+                    if conn.start(token, &mut env) == Verdict::Keep {
                         let deadline = conn.deadline();
                         entry.insert(conn);
                         self.note_deadline(deadline);
@@ -433,4 +445,27 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// Let the kernel hand us a connection only once its first bytes are in
+/// (or after about a second of silence): the request is then read at
+/// accept, and a one-request connection is answered and closed with no
+/// epoll registration and no extra wake-up. Without it (an old kernel),
+/// connections are only accepted earlier.
+fn defer_accept(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    let seconds: libc::c_int = DEFER_ACCEPT_SECS;
+    // SAFETY: a valid socket and an int option of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
+    }
 }

@@ -78,7 +78,15 @@ fn a_silent_new_connection_is_closed_at_the_head_deadline() {
     let c = consul();
     let d = start(&c, &["--head-timeout", "0.3"]);
     let mut s = TcpStream::connect(d.addr).unwrap();
+    let started = Instant::now();
     assert!(closed_within(&mut s, SOON));
+    // The kernel holds a silent connection (TCP_DEFER_ACCEPT) before the
+    // head deadline starts: never sooner than the deadline.
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
