@@ -4,7 +4,7 @@
 //! request costs no formatting beyond copying bytes. No I/O besides logging.
 
 use crate::health::{self, HEALTH_PATH, HealthView};
-use crate::http::{self, Head, Response, Version};
+use crate::http::{self, Head, Redirect, Response, Version};
 use crate::tracker::Tracker;
 use std::net::SocketAddr;
 
@@ -14,8 +14,8 @@ const BAD_TARGET_BODY: &[u8] = b"{\"errors\":[\"request target must be a path st
 pub struct Site {
     scheme: &'static str,
     consul_host_port: String,
-    /// `scheme://node:port`, the Location without the request target.
-    location: Option<Vec<u8>>,
+    /// The 307 to the active node, if one is known.
+    redirect: Option<Redirect>,
     health_body: Vec<u8>,
     /// The whole health response for the load balancer's usual probe
     /// (HTTP/1.1, keep-alive, not HEAD), built once per Consul answer.
@@ -31,7 +31,7 @@ impl Site {
         Site {
             scheme,
             consul_host_port: consul_host_port.to_owned(),
-            location: None,
+            redirect: None,
             health_body: Vec::new(),
             health_keep_alive: Vec::new(),
             retry_after: (poll_secs.ceil().max(1.0) as u64).to_string(),
@@ -41,9 +41,9 @@ impl Site {
 
     /// Take the tracker's current view (after every poll outcome).
     pub fn update(&mut self, tracker: &Tracker) {
-        self.location = tracker
+        self.redirect = tracker
             .active()
-            .map(|node| format!("{}://{}", self.scheme, node).into_bytes());
+            .map(|node| Redirect::new(format!("{}://{}", self.scheme, node).into_bytes()));
         self.health_body = health::render(&HealthView {
             consul_host_port: &self.consul_host_port,
             active_vault: tracker.active(),
@@ -66,7 +66,7 @@ impl Site {
 
     fn health_response(&self) -> Response<'_> {
         Response {
-            status: if self.location.is_some() {
+            status: if self.redirect.is_some() {
                 "200 OK"
             } else {
                 "503 No Active Vault"
@@ -96,7 +96,7 @@ impl Site {
                 let response = self.health_response();
                 http::write_response(out, head.version, &response, head_only, close);
             }
-            let code = if self.location.is_some() { 200 } else { 503 };
+            let code = if self.redirect.is_some() { 200 } else { 503 };
             log::info!("RESPOND {code} for {method} request for {target} from {peer}");
             return true;
         }
@@ -113,11 +113,11 @@ impl Site {
             log::info!("RESPOND 400 for {method} request for {target} from {peer}");
             return false;
         }
-        match &self.location {
-            Some(location) => {
-                http::write_redirect(out, head.version, location, target, close);
+        match &self.redirect {
+            Some(redirect) => {
+                redirect.write(out, head.version, target, close);
                 if log::log_enabled!(log::Level::Info) {
-                    let location = String::from_utf8_lossy(location);
+                    let location = String::from_utf8_lossy(redirect.location());
                     log::info!(
                         "RESPOND 307 to {location}{target} for {method} request for {target} from {peer}"
                     );
