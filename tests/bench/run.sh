@@ -3,11 +3,13 @@
 # ../shared/tools/bench-anchors.sh, in one invocation so the ratios are
 # comparable. Prints the harness's table with ratios against nginx1.
 #
-# Usage: tests/bench/run.sh [-d SECONDS] [-n RUNS] [--python] [--tls]
+# Usage: tests/bench/run.sh [-d SECONDS] [-n RUNS] [--python] [--tls] [--floor]
 #   -d SECONDS  length of each wrk run (default 10; the bar needs >= 10)
 #   -n RUNS     repetitions, interleaved (default 3; the bar needs >= 3)
 #   --python    also measure the original Python 0.2.0 (installed in a venv)
 #   --tls       also measure our TLS listener against nginx-tls-rsa/-ecdsa
+#   --floor     also measure tests/bench/floor.c (one recv + one send per
+#               request, nothing else): the kernel's share no server avoids
 # Needs Debian's wrk nginx-light haproxy time (installed if missing, as root).
 # Traffic stays on loopback. The run takes about (targets x 5 scenarios x
 # runs x seconds); the default is about 6 minutes.
@@ -17,14 +19,15 @@ ROOT=$PWD
 HARNESS=$ROOT/../shared/tools/bench-anchors.sh
 FIXTURE=$ROOT/../shared/fixtures/consul/health_service_vault_passing_active.json
 
-DUR=10 RUNS=3 PYTHON=0 TLS=0
+DUR=10 RUNS=3 PYTHON=0 TLS=0 FLOOR=0
 while [ $# -gt 0 ]; do
   case $1 in
     -d) DUR=$2; shift 2 ;;
     -n) RUNS=$2; shift 2 ;;
     --python) PYTHON=1; shift ;;
     --tls) TLS=1; shift ;;
-    *) sed -n '2,13p' "$0"; exit 2 ;;
+    --floor) FLOOR=1; shift ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
   esac
 done
 
@@ -80,6 +83,14 @@ if [ "$TLS" = 1 ]; then
     TARGETS+=("ours-tls-$kind=https://127.0.0.1:$port@$!")
   done
   TARGETS+=(nginx-tls-rsa nginx-tls-ecdsa)
+fi
+
+if [ "$FLOOR" = 1 ]; then
+  cc -O2 -o "$WORK/floor" "$ROOT/tests/bench/floor.c"
+  port=$(free_port)
+  taskset -c 1 "$WORK/floor" "$port" & PIDS+=($!)
+  wait_port "$port"
+  TARGETS+=("floor=http://127.0.0.1:$port@$!")
 fi
 
 if [ "$PYTHON" = 1 ]; then
