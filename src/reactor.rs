@@ -210,19 +210,18 @@ impl Reactor {
                             }
                         },
                     };
-                    let entry = self.conns.vacant_entry();
-                    let token = Token(entry.key() + FIRST_CONN);
                     let mut conn = Conn::new(transport, peer, now, &self.limits);
-                    let mut env = LoopEnv {
-                        registry: self.poll.registry(),
-                        scratch: &mut self.scratch,
-                        site: &self.site,
-                        limits: &self.limits,
-                        now,
-                    };
-                    if conn.start(token, &mut env) == Verdict::Keep {
+                    let kept = self.with_env(now, |conns, env| {
+                        let entry = conns.vacant_entry();
+                        let token = Token(entry.key() + FIRST_CONN);
+                        if conn.start(token, env) == Verdict::Close {
+                            return None;
+                        }
                         let deadline = conn.deadline();
                         entry.insert(conn);
+                        Some(deadline)
+                    });
+                    if let Some(deadline) = kept {
                         self.note_deadline(deadline);
                     }
                 }
@@ -253,12 +252,29 @@ impl Reactor {
     }
 
     fn conn_ready(&mut self, key: usize, ready: Readiness, now: Instant) {
-        // A stale event for a closed (or reused) slot is harmless: the
-        // connection just finds nothing to read.
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let token = Token(key + FIRST_CONN);
+        let draining = self.shutdown_by.is_some();
+        let kept = self.with_env(now, |conns, env| {
+            // A stale event for a closed (or reused) slot is harmless: the
+            // connection just finds nothing to read.
+            let conn = conns.get_mut(key)?;
+            let verdict = conn.ready(ready, Token(key + FIRST_CONN), env);
+            if verdict == Verdict::Close || (draining && conn.is_idle()) {
+                conns.remove(key);
+                return None;
+            }
+            Some(conn.deadline())
+        });
+        if let Some(deadline) = kept {
+            self.note_deadline(deadline);
+        }
+    }
+
+    /// The connections, and what handling one of them needs from the loop.
+    fn with_env<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Slab<Conn>, &mut LoopEnv<'_>) -> R,
+    ) -> R {
         let mut env = LoopEnv {
             registry: self.poll.registry(),
             scratch: &mut self.scratch,
@@ -266,13 +282,7 @@ impl Reactor {
             limits: &self.limits,
             now,
         };
-        let verdict = conn.ready(ready, token, &mut env);
-        if verdict == Verdict::Close || (self.shutdown_by.is_some() && conn.is_idle()) {
-            self.conns.remove(key);
-        } else {
-            let deadline = conn.deadline();
-            self.note_deadline(deadline);
-        }
+        f(&mut self.conns, &mut env)
     }
 
     fn note_deadline(&mut self, deadline: Instant) {
