@@ -31,11 +31,11 @@ const FIRST_CONN: usize = 16;
 /// Connections accepted per loop turn, so a connect flood cannot starve
 /// clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
-/// Out of descriptors: wait this long before accepting again.
 /// How long the kernel holds a silent new connection before accepting it
 /// anyway (the head timeout then starts). The kernel rounds it to its SYN-ACK
 /// retransmissions: 1 s is the shortest.
 const DEFER_ACCEPT_SECS: libc::c_int = 1;
+/// Out of descriptors: wait this long before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
