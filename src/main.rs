@@ -18,6 +18,11 @@ mod tls;
 mod tracker;
 mod transport;
 
+/// Captured Consul answers, shared with the black-box tests.
+#[cfg(test)]
+#[path = "../tests/data/fixtures.rs"]
+mod fixtures;
+
 use cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE, Outcome};
 use consul::Selection;
 use std::io::Write;

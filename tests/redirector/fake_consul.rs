@@ -1,5 +1,5 @@
 //! An in-test Consul agent: serves `/v1/health/service/<svc>` from the
-//! shared fixtures (or any body), switchable at run time, with
+//! captured answers in `tests/data/consul/` (or any body), switchable at run time, with
 //! `X-Consul-Index` and blocking-query semantics, and records requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -7,13 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../shared/fixtures/consul/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+pub use crate::fixtures::consul as fixture;
 
 /// A one-node health answer, as Consul shapes it.
 pub fn active_node(node: &str, address: &str, port: u16) -> Vec<u8> {

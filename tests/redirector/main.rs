@@ -4,6 +4,8 @@
 mod client;
 mod daemon;
 mod fake_consul;
+#[path = "../data/fixtures.rs"]
+mod fixtures;
 
 mod cli;
 mod consul_changes;
