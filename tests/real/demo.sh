@@ -12,7 +12,8 @@ trap cleanup EXIT
 trap 'echo; echo "stopping..."; exit 0' INT TERM
 
 ensure_components
-cargo build --release --quiet
+log "building the redirector (cargo build --release; about a minute the first time)"
+cargo build --release
 log "starting Consul (127.0.0.1:$CONSUL_HTTP) and OpenBao on ports ${NODES[*]} (about 30 s)"
 start_consul
 start_cluster
