@@ -42,7 +42,7 @@ install_consul() {
   [ -n "$mirror" ] || return 1
   log "downloading Consul 1.8.7 (Debian bullseye's package, about 30 MB) into $CACHE"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" > "$apt/sources.list"
-  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null -o APT::Sandbox::User=root
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
   apt-get "${opts[@]}" update -qq >/dev/null 2>&1 || return 1
   (cd "$apt" && apt-get "${opts[@]}" download consul) || return 1

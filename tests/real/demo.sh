@@ -18,7 +18,7 @@ log "starting Consul (127.0.0.1:$CONSUL_HTTP) and OpenBao on ports ${NODES[*]} (
 start_consul
 start_cluster
 start_registrar
-start_redirector "$PWD/target/release/vault-redirector" --bind 127.0.0.1 -v
+start_redirector "$PWD/target/release/vault-redirector" -v
 
 cat <<TXT
 
@@ -35,4 +35,10 @@ cat <<TXT
 
   Ctrl-C stops everything.
 TXT
-while :; do sleep 3600; done
+# Wait in `wait`, which a signal interrupts (a foreground sleep would hold
+# off the traps until it ends).
+while :; do
+  sleep 3600 &
+  PIDS+=("$!")
+  wait $! || true
+done
