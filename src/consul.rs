@@ -304,15 +304,13 @@ fn tls_config(settings: &ConsulSettings) -> Result<TlsConfig, String> {
     let mut builder = TlsConfig::builder()
         .unversioned_rustls_crypto_provider(provider)
         .disable_verification(!settings.verify);
+    // The options and the environment (SSL_CERT_FILE included) are read
+    // into the settings; only the system's own bundle is looked for here.
     let ca_file = settings.ca_file.clone().or_else(|| {
-        std::env::var_os("SSL_CERT_FILE")
+        SYSTEM_CA_BUNDLES
+            .iter()
             .map(PathBuf::from)
-            .or_else(|| {
-                SYSTEM_CA_BUNDLES
-                    .iter()
-                    .map(PathBuf::from)
-                    .find(|p| p.exists())
-            })
+            .find(|p| p.exists())
     });
     match ca_file {
         Some(path) => {

@@ -1,9 +1,14 @@
 //! Command line: raw arguments -> a validated `Config`, with the Python 0.2.0
-//! tool's flags, help text, error texts and exit codes. No I/O beyond what
+//! tool's flags, help text, error texts and exit codes. The options are
+//! declared once in `options`; `help` lays them out. No I/O beyond what
 //! `Outcome` asks `main` to print.
 
-use crate::consul_settings::{self, ConsulSettings, Secret};
+mod help;
+mod options;
+
+use crate::consul_settings::{self, AgentAddr, ConsulSettings, Secret};
 use crate::limits::Limits;
+use options::{Opt, Takes};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -22,6 +27,7 @@ pub const EXIT_NO_ACTIVE: u8 = 3;
 
 const DEFAULT_POLL_INTERVAL: f64 = 5.0;
 const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_SERVICE: &str = "vault";
 
 /// Everything the daemon needs to know from its command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,92 +72,13 @@ pub enum Outcome {
     },
 }
 
-pub const USAGE: &str = "\
-usage: vault-redirector [-h] [-v] [-l] [-V] [-S] [-I] [-p POLL_INTERVAL]
-                        [-P BIND_PORT] [-C CHECKID] [-c CERT_PATH]
-                        [-k KEY_PATH] [--bind ADDR] [--max-connections N]
-                        [--head-timeout SECS] [--idle-timeout SECS]
-                        [--service NAME] [--dc NAME] [--stale]
-                        [--consul-token-file PATH] [--consul-ca PATH]
-                        [--no-tls-resumption]
-                        CONSUL_HOST_PORT
-";
-
-const DESCRIPTION: &str = "\
-Redirect Hashicorp Vault (and OpenBao) client requests to the active node in
-a HA cluster, as found in Consul.
-";
-
-const OPTIONS: &str = "
-positional arguments:
-  CONSUL_HOST_PORT      Consul address in host:port form; also https://host:port,
-                        and several separated by commas (tried in turn).
-                        Optional when CONSUL_HTTP_ADDR is set
-
-options:
-  -h, --help            show this help message and exit
-  -v, --verbose         verbose output. specify twice for debug-level output.
-                        See also -l|--log-disable
-  -l, --log-disable     If specified, disable ALL logging after initial setup.
-                        This can be changed at runtime via signals (SIGUSR1
-                        enables, SIGUSR2 disables)
-  -V, --version         show program's version number and exit
-  -S, --https           Redirect to HTTPS scheme instead of plain HTTP.
-  -I, --ip              redirect to active node IP instead of name
-  -p POLL_INTERVAL, --poll-interval POLL_INTERVAL
-                        Consul service health poll interval in seconds
-                        (default 5.0)
-  -P BIND_PORT, --port BIND_PORT
-                        Port number to listen on (default 8080; 0 picks a
-                        free port and logs it)
-  -C CHECKID, --checkid CHECKID
-                        Accepted and ignored (kept for compatibility with
-                        0.2.0, which ignored it too)
-  -c CERT_PATH, --cert-path CERT_PATH
-                        Path to PEM-encoded TLS certificate. If you need a
-                        certificate chain to verify trust, this file should be
-                        composed of the server certificate followed by one or
-                        more chain certificates. If specified, you must also
-                        specify -k|--key-path
-  -k KEY_PATH, --key-path KEY_PATH
-                        Path to PEM-encoded TLS private key. If specified, you
-                        must also specify -c|--cert-path
-  --bind ADDR           IP address to listen on (default 0.0.0.0; IPv6
-                        literals such as :: are accepted)
-  --max-connections N   Concurrent client connections; at the cap new ones
-                        wait in the kernel's backlog (default 10000)
-  --head-timeout SECS   Close a connection whose request head has not fully
-                        arrived within SECS of its first byte (default 10)
-  --idle-timeout SECS   Close a keep-alive connection idle for SECS
-                        (default 60)
-  --no-tls-resumption   Turn off TLS session tickets and the session cache
-                        (every connection does a full handshake)
-  --service NAME        Consul service name of Vault (default vault)
-  --dc NAME             Consul datacenter to ask (default: the agent's)
-  --stale               Let any Consul server answer, not only the leader
-  --consul-token-file PATH
-                        File holding the Consul ACL token (re-read before
-                        every query); else CONSUL_HTTP_TOKEN_FILE, else
-                        CONSUL_HTTP_TOKEN
-  --consul-ca PATH      CA certificate(s) for https:// agents; else
-                        CONSUL_CACERT, else the system's CA bundle
-
-Consul environment variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
-CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,
-CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.
-";
-
-pub fn help_text() -> String {
-    format!("{USAGE}\n{DESCRIPTION}{OPTIONS}")
-}
-
 pub fn version_text() -> String {
     format!("vault-redirector {VERSION} (see <{SOURCE_URL}> for source code)\n")
 }
 
 fn usage_error(what: impl std::fmt::Display) -> Outcome {
     Outcome::Fail {
-        message: format!("{USAGE}vault-redirector: error: {what}\n"),
+        message: format!("{}vault-redirector: error: {what}\n", help::usage()),
         code: EXIT_USAGE,
     }
 }
@@ -163,29 +90,108 @@ fn config_error(what: &str) -> Outcome {
     }
 }
 
-/// The value of an option that may be given several times: the last one wins,
-/// as with argparse.
-fn last_value<T>(
-    args: &mut pico_args::Arguments,
-    keys: impl Into<pico_args::Keys>,
-    name: &str,
-    kind: &str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<Option<T>, Outcome> {
-    let raw: Vec<String> = args.values_from_str(keys).map_err(|e| match e {
-        pico_args::Error::OptionWithoutAValue(_) => {
-            usage_error(format!("argument {name}: expected one argument"))
+/// The command line as given, before any meaning is attached: the last
+/// value of each option (argparse's rule), how often each flag was given,
+/// and the positional.
+struct Raw {
+    values: Vec<(&'static str, String)>,
+    counts: Vec<(&'static str, u8)>,
+    positional: Option<String>,
+}
+
+impl Raw {
+    /// Options with values first, so that their values are not mistaken for
+    /// combined short flags; then the flags; then the positional, and
+    /// anything left over is an error.
+    fn extract(argv: Vec<OsString>) -> Result<Raw, Outcome> {
+        let mut args = pico_args::Arguments::from_vec(argv);
+        let mut raw = Raw {
+            values: Vec::new(),
+            counts: Vec::new(),
+            positional: None,
+        };
+        // Help and version win over everything else on the line.
+        for long in [options::HELP, options::VERSION] {
+            if args.contains(options::find(long).keys()) {
+                raw.counts.push((long, 1));
+                return Ok(raw);
+            }
         }
-        other => usage_error(other),
-    })?;
-    match raw.last() {
-        None => Ok(None),
-        Some(text) => match parse(text) {
+        for opt in options::OPTIONS {
+            if let Takes::Value { .. } = opt.takes {
+                let given: Vec<String> = args.values_from_str(opt.keys()).map_err(|e| match e {
+                    pico_args::Error::OptionWithoutAValue(_) => {
+                        usage_error(format!("argument {}: expected one argument", opt.name()))
+                    }
+                    other => usage_error(other),
+                })?;
+                if let Some(last) = given.into_iter().last() {
+                    raw.values.push((opt.long, last));
+                }
+            }
+        }
+        for opt in options::OPTIONS {
+            if let Takes::Flag | Takes::Count = opt.takes {
+                let mut count: u8 = 0;
+                while args.contains(opt.keys()) {
+                    count = count.saturating_add(1);
+                }
+                raw.counts.push((opt.long, count));
+            }
+        }
+        raw.positional = raw.take_positional(args)?;
+        Ok(raw)
+    }
+
+    fn take_positional(&self, args: pico_args::Arguments) -> Result<Option<String>, Outcome> {
+        let rest: Vec<String> = args
+            .finish()
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let (unknown, positionals): (Vec<&String>, Vec<&String>) =
+            rest.iter().partition(|a| a.starts_with('-') && a.len() > 1);
+        let unrecognized: Vec<&str> = unknown
+            .iter()
+            .chain(positionals.iter().skip(1))
+            .map(|s| s.as_str())
+            .collect();
+        if !unrecognized.is_empty() {
+            return Err(usage_error(format!(
+                "unrecognized arguments: {}",
+                unrecognized.join(" ")
+            )));
+        }
+        Ok(positionals.first().map(|p| (*p).clone()))
+    }
+
+    fn count(&self, long: &str) -> u8 {
+        self.counts
+            .iter()
+            .find(|(l, _)| *l == long)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn flag(&self, long: &str) -> bool {
+        self.count(long) > 0
+    }
+
+    /// The option's value, parsed; argparse's error text if it does not parse.
+    fn value<T>(&self, long: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>, Outcome> {
+        let Some((_, text)) = self.values.iter().find(|(l, _)| *l == long) else {
+            return Ok(None);
+        };
+        let opt: &Opt = options::find(long);
+        let Takes::Value { kind, .. } = opt.takes else {
+            unreachable!("{long} takes no value");
+        };
+        match parse(text) {
             Some(v) => Ok(Some(v)),
             None => Err(usage_error(format!(
-                "argument {name}: invalid {kind} value: '{text}'"
+                "argument {}: invalid {kind} value: '{text}'",
+                opt.name()
             ))),
-        },
+        }
     }
 }
 
@@ -222,6 +228,10 @@ fn parse_path(text: &str) -> Option<PathBuf> {
     Some(PathBuf::from(text))
 }
 
+fn parse_any(text: &str) -> Option<String> {
+    Some(text.to_owned())
+}
+
 fn parse_bind(text: &str) -> Option<IpAddr> {
     text.trim_start_matches('[')
         .trim_end_matches(']')
@@ -237,6 +247,10 @@ fn is_host_port(text: &str) -> bool {
     }
 }
 
+/// Reads one environment variable (empty counts as unset); injected so that
+/// tests can give any environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Parse the command line, reading Consul's variables from the environment.
 pub fn parse(argv: Vec<OsString>) -> Outcome {
     parse_with_env(argv, &|name| {
@@ -244,189 +258,114 @@ pub fn parse(argv: Vec<OsString>) -> Outcome {
     })
 }
 
-pub fn parse_with_env(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Outcome {
-    match parse_inner(argv, env) {
-        Ok(outcome) | Err(outcome) => outcome,
+pub fn parse_with_env(argv: Vec<OsString>, env: Env<'_>) -> Outcome {
+    let raw = match Raw::extract(argv) {
+        Ok(raw) => raw,
+        Err(outcome) => return outcome,
+    };
+    if raw.flag(options::HELP) {
+        return Outcome::Print(help::help());
+    }
+    if raw.flag(options::VERSION) {
+        return Outcome::Print(version_text());
+    }
+    match Config::from_raw(&raw, env) {
+        Ok(config) => Outcome::Run(Box::new(config)),
+        Err(outcome) => outcome,
     }
 }
 
-fn parse_inner(
-    argv: Vec<OsString>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Outcome, Outcome> {
-    let mut args = pico_args::Arguments::from_vec(argv);
-    if args.contains(["-h", "--help"]) {
-        return Ok(Outcome::Print(help_text()));
-    }
-    if args.contains(["-V", "--version"]) {
-        return Ok(Outcome::Print(version_text()));
-    }
-    // Options with values first, so that their values are not mistaken for
-    // combined short flags; then the flags; then the positional.
-    let poll = last_value(
-        &mut args,
-        ["-p", "--poll-interval"],
-        "-p/--poll-interval",
-        "float",
-        parse_interval,
-    )?;
-    let port = last_value(&mut args, ["-P", "--port"], "-P/--port", "int", parse_port)?;
-    let _checkid = last_value(&mut args, ["-C", "--checkid"], "-C/--checkid", "str", |s| {
-        Some(s.to_owned())
-    })?;
-    let cert_path = last_value(
-        &mut args,
-        ["-c", "--cert-path"],
-        "-c/--cert-path",
-        "str",
-        parse_path,
-    )?;
-    let key_path = last_value(
-        &mut args,
-        ["-k", "--key-path"],
-        "-k/--key-path",
-        "str",
-        parse_path,
-    )?;
-    let bind = last_value(&mut args, "--bind", "--bind", "address", parse_bind)?;
-    let max_connections = last_value(
-        &mut args,
-        "--max-connections",
-        "--max-connections",
-        "count",
-        parse_count,
-    )?;
-    let head_timeout = last_value(
-        &mut args,
-        "--head-timeout",
-        "--head-timeout",
-        "seconds",
-        parse_seconds,
-    )?;
-    let idle_timeout = last_value(
-        &mut args,
-        "--idle-timeout",
-        "--idle-timeout",
-        "seconds",
-        parse_seconds,
-    )?;
-    let service = last_value(&mut args, "--service", "--service", "name", parse_name)?;
-    let datacenter = last_value(&mut args, "--dc", "--dc", "name", parse_name)?;
-    let token_file = last_value(
-        &mut args,
-        "--consul-token-file",
-        "--consul-token-file",
-        "path",
-        parse_path,
-    )?;
-    let ca_file = last_value(&mut args, "--consul-ca", "--consul-ca", "path", parse_path)?;
-    let defaults = Limits::default();
-    let limits = Limits {
-        max_connections: max_connections.unwrap_or(defaults.max_connections),
-        head_timeout: head_timeout.unwrap_or(defaults.head_timeout),
-        idle_timeout: idle_timeout.unwrap_or(defaults.idle_timeout),
-    };
-
-    let mut verbosity: u8 = 0;
-    while args.contains(["-v", "--verbose"]) {
-        verbosity = verbosity.saturating_add(1);
-    }
-    let log_disable = flag(&mut args, ["-l", "--log-disable"]);
-    let https = flag(&mut args, ["-S", "--https"]);
-    let redirect_to_ip = flag(&mut args, ["-I", "--ip"]);
-    let stale = flag_long(&mut args, "--stale");
-    let tls_resumption = !flag_long(&mut args, "--no-tls-resumption");
-
-    let rest: Vec<String> = args
-        .finish()
-        .into_iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let (options, positionals): (Vec<&String>, Vec<&String>) =
-        rest.iter().partition(|a| a.starts_with('-') && a.len() > 1);
-    let consul_host_port = match positionals.first() {
-        Some(p) => (*p).clone(),
-        None if options.is_empty() && env("CONSUL_HTTP_ADDR").is_some() => {
-            env("CONSUL_HTTP_ADDR").unwrap_or_default()
-        }
-        None if options.is_empty() => {
-            return Err(usage_error(
-                "the following arguments are required: CONSUL_HOST_PORT",
+impl Config {
+    /// Meaning, defaults and the environment, in the original's order of
+    /// checks: values that do not parse (exit 2), a missing positional
+    /// (exit 2), then CONSUL_HOST_PORT's shape and -c/-k together (exit 1).
+    fn from_raw(raw: &Raw, env: Env<'_>) -> Result<Config, Outcome> {
+        let poll = raw.value(options::POLL_INTERVAL, parse_interval)?;
+        let port = raw.value(options::PORT, parse_port)?;
+        let _ignored = raw.value(options::CHECKID, parse_any)?;
+        let cert_path = raw.value(options::CERT_PATH, parse_path)?;
+        let key_path = raw.value(options::KEY_PATH, parse_path)?;
+        let bind = raw.value(options::BIND, parse_bind)?;
+        let limits = limits(raw)?;
+        let consul_host_port = match &raw.positional {
+            Some(p) => p.clone(),
+            None => env(options::CONSUL_HTTP_ADDR).ok_or_else(|| {
+                usage_error("the following arguments are required: CONSUL_HOST_PORT")
+            })?,
+        };
+        let agents = agents(&consul_host_port, env)?;
+        if cert_path.is_some() != key_path.is_some() {
+            return Err(config_error(
+                "-k|--key-path and -c|--cert-path must be specified together",
             ));
         }
-        None => String::new(),
-    };
-    let unrecognized: Vec<&str> = options
-        .iter()
-        .chain(positionals.iter().skip(1))
-        .map(|s| s.as_str())
-        .collect();
-    if !unrecognized.is_empty() {
-        return Err(usage_error(format!(
-            "unrecognized arguments: {}",
-            unrecognized.join(" ")
-        )));
+        let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(Config {
+            verbosity: raw.count(options::VERBOSE),
+            log_disable: raw.flag(options::LOG_DISABLE),
+            https: raw.flag(options::HTTPS),
+            redirect_to_ip: raw.flag(options::IP),
+            poll_interval: Duration::from_secs_f64(poll.unwrap_or(DEFAULT_POLL_INTERVAL)),
+            listen: SocketAddr::new(ip, port.unwrap_or(DEFAULT_PORT)),
+            cert_path,
+            key_path,
+            consul: consul_settings(raw, env, agents)?,
+            consul_host_port,
+            limits,
+            tls_resumption: !raw.flag(options::NO_TLS_RESUMPTION),
+        })
     }
+}
 
-    let default_https = consul_settings::env_bool(env("CONSUL_HTTP_SSL")).unwrap_or(false);
-    let agents = consul_settings::parse_agents(&consul_host_port, default_https);
-    let Some(agents) = agents.filter(|_| is_host_port(&consul_host_port)) else {
-        return Err(config_error(
-            "CONSUL_HOST_PORT must be in host:port or ip:port format",
-        ));
-    };
-    if cert_path.is_some() != key_path.is_some() {
-        return Err(config_error(
-            "-k|--key-path and -c|--cert-path must be specified together",
-        ));
-    }
+fn limits(raw: &Raw) -> Result<Limits, Outcome> {
+    let defaults = Limits::default();
+    Ok(Limits {
+        max_connections: raw
+            .value(options::MAX_CONNECTIONS, parse_count)?
+            .unwrap_or(defaults.max_connections),
+        head_timeout: raw
+            .value(options::HEAD_TIMEOUT, parse_seconds)?
+            .unwrap_or(defaults.head_timeout),
+        idle_timeout: raw
+            .value(options::IDLE_TIMEOUT, parse_seconds)?
+            .unwrap_or(defaults.idle_timeout),
+    })
+}
 
-    let consul = ConsulSettings {
-        service: service.unwrap_or_else(|| "vault".to_owned()),
-        datacenter,
-        stale,
-        token: env("CONSUL_HTTP_TOKEN").map(Secret),
-        token_file: token_file.or_else(|| env("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from)),
-        ca_file: ca_file.or_else(|| env("CONSUL_CACERT").map(PathBuf::from)),
-        client_cert: env("CONSUL_CLIENT_CERT").map(PathBuf::from),
-        client_key: env("CONSUL_CLIENT_KEY").map(PathBuf::from),
-        server_name: env("CONSUL_TLS_SERVER_NAME"),
-        verify: consul_settings::env_bool(env("CONSUL_HTTP_SSL_VERIFY")).unwrap_or(true),
+/// The Consul agents of CONSUL_HOST_PORT (or CONSUL_HTTP_ADDR).
+fn agents(consul_host_port: &str, env: Env<'_>) -> Result<Vec<AgentAddr>, Outcome> {
+    let default_https = consul_settings::env_bool(env(options::CONSUL_HTTP_SSL)).unwrap_or(false);
+    consul_settings::parse_agents(consul_host_port, default_https)
+        .filter(|_| is_host_port(consul_host_port))
+        .ok_or_else(|| config_error("CONSUL_HOST_PORT must be in host:port or ip:port format"))
+}
+
+/// How to ask Consul: our options first, then Consul's own variables.
+fn consul_settings(
+    raw: &Raw,
+    env: Env<'_>,
+    agents: Vec<AgentAddr>,
+) -> Result<ConsulSettings, Outcome> {
+    let path = |name: &str| env(name).map(PathBuf::from);
+    let token_file = raw.value(options::CONSUL_TOKEN_FILE, parse_path)?;
+    let ca_file = raw.value(options::CONSUL_CA, parse_path)?;
+    Ok(ConsulSettings {
+        service: raw
+            .value(options::SERVICE, parse_name)?
+            .unwrap_or_else(|| DEFAULT_SERVICE.to_owned()),
+        datacenter: raw.value(options::DC, parse_name)?,
+        stale: raw.flag(options::STALE),
+        token: env(options::CONSUL_HTTP_TOKEN).map(Secret),
+        token_file: token_file.or_else(|| path(options::CONSUL_HTTP_TOKEN_FILE)),
+        ca_file: ca_file
+            .or_else(|| path(options::CONSUL_CACERT))
+            .or_else(|| path(options::SSL_CERT_FILE)),
+        client_cert: path(options::CONSUL_CLIENT_CERT),
+        client_key: path(options::CONSUL_CLIENT_KEY),
+        server_name: env(options::CONSUL_TLS_SERVER_NAME),
+        verify: consul_settings::env_bool(env(options::CONSUL_HTTP_SSL_VERIFY)).unwrap_or(true),
         ..ConsulSettings::for_agents(agents)
-    };
-    let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    Ok(Outcome::Run(Box::new(Config {
-        verbosity,
-        log_disable,
-        https,
-        redirect_to_ip,
-        poll_interval: Duration::from_secs_f64(poll.unwrap_or(DEFAULT_POLL_INTERVAL)),
-        listen: SocketAddr::new(ip, port.unwrap_or(DEFAULT_PORT)),
-        cert_path,
-        key_path,
-        consul_host_port,
-        consul,
-        limits,
-        tls_resumption,
-    })))
-}
-
-/// A long-only boolean flag (combined short flags do not apply).
-fn flag_long(args: &mut pico_args::Arguments, key: &'static str) -> bool {
-    let mut seen = false;
-    while args.contains(key) {
-        seen = true;
-    }
-    seen
-}
-
-/// A boolean flag; giving it twice is allowed, as with argparse.
-fn flag(args: &mut pico_args::Arguments, keys: [&'static str; 2]) -> bool {
-    let mut seen = false;
-    while args.contains(keys) {
-        seen = true;
-    }
-    seen
+    })
 }
 
 #[cfg(test)]
@@ -666,7 +605,7 @@ mod tests {
     fn help_and_version_go_to_stdout() {
         match run(&["-h"]) {
             Outcome::Print(text) => {
-                assert!(text.starts_with(USAGE));
+                assert!(text.starts_with(&help::usage()));
                 for flag in [
                     "-v,",
                     "-l,",
