@@ -5,9 +5,15 @@
 
 use crate::health::{self, HEALTH_PATH, HealthView};
 use crate::http::{self, Head, Redirect, Response, Version};
+use crate::logging::Truncated;
 use crate::tracker::Tracker;
 use std::net::SocketAddr;
 
+/// How much of a request target goes into a log line (clients send up to
+/// the 16 KiB head limit).
+const LOGGED_TARGET_BYTES: usize = 256;
+/// How much of a method goes into a log line (any token is a method).
+const LOGGED_METHOD_BYTES: usize = 32;
 const NO_ACTIVE_BODY: &[u8] = b"{\"errors\":[\"no active Vault node\"]}";
 const BAD_TARGET_BODY: &[u8] = b"{\"errors\":[\"request target must be a path starting with /\"]}";
 
@@ -87,8 +93,9 @@ impl Site {
         close: bool,
     ) -> bool {
         let head_only = head.method == "HEAD";
-        let method = head.method;
         let target = head.target;
+        let method = Truncated(head.method, LOGGED_METHOD_BYTES);
+        let logged_target = Truncated(target, LOGGED_TARGET_BYTES);
         if target == HEALTH_PATH {
             if head.version == Version::Http11 && !close && !head_only {
                 out.extend_from_slice(&self.health_keep_alive);
@@ -110,7 +117,7 @@ impl Site {
                 body: BAD_TARGET_BODY,
             };
             http::write_response(out, head.version, &response, head_only, true);
-            log::info!("RESPOND 400 for {method} request for {target} from {peer}");
+            log::info!("RESPOND 400 for {method} request for {logged_target} from {peer}");
             return false;
         }
         match &self.redirect {
@@ -119,7 +126,8 @@ impl Site {
                 if log::log_enabled!(log::Level::Info) {
                     let location = String::from_utf8_lossy(redirect.location());
                     log::info!(
-                        "RESPOND 307 to {location}{target} for {method} request for {target} from {peer}"
+                        "RESPOND 307 to {location}{logged_target} for {method} request for \
+                         {logged_target} from {peer}"
                     );
                 }
             }
@@ -131,7 +139,7 @@ impl Site {
                     body: NO_ACTIVE_BODY,
                 };
                 http::write_response(out, head.version, &response, head_only, close);
-                log::warn!("RESPOND 503 for {method} request for {target} from {peer}");
+                log::warn!("RESPOND 503 for {method} request for {logged_target} from {peer}");
             }
         }
         true
