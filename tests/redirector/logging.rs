@@ -179,3 +179,38 @@ fn control_characters_reach_the_log_escaped() {
         assert!(!log.contains(raw), "raw {raw:?} in the log:\n{log:?}");
     }
 }
+
+#[test]
+fn requests_answered_503_do_not_drive_the_default_log() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    consul.set(Answer::Json(b"[]".to_vec()));
+    assert!(eventually(SOON, || get(d.addr, "/v1/x").code == 503));
+    let start = Instant::now();
+    let mut client = Client::connect(d.addr);
+    let requests = 300;
+    for _ in 0..requests {
+        client.send(b"GET /v1/x HTTP/1.1\r\nHost: lb\r\n\r\n");
+        assert_eq!(client.response(false).code, 503);
+    }
+    // A line queued after anything about them: once it is in, all are.
+    d.signal(libc::SIGUSR2);
+    assert!(
+        d.wait_for_log("Logging disabled via signal", SOON)
+            .is_some()
+    );
+    // One warning now, then at most one per 10 s.
+    let allowed = 2 + start.elapsed().as_secs() as usize / 10;
+    let lines = d.count_log("503");
+    assert!(
+        lines <= allowed,
+        "{lines} lines about 503s for {requests} requests:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        d.count_log("with 503 (no active Vault node)"),
+        1,
+        "{}",
+        d.log()
+    );
+}
