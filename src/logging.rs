@@ -96,7 +96,7 @@ pub fn always(level: Level, args: fmt::Arguments<'_>) {
 /// A line without the level prefix (start-up failures: `ERROR: ...`),
 /// printed whatever the level, escaped and queued like any other.
 pub fn plain(args: fmt::Arguments<'_>) {
-    let line = format_line("", args);
+    let line = format_line(format_args!(""), args);
     match LOGGER.get() {
         Some(logger) => logger.enqueue(line),
         None => {
@@ -114,8 +114,9 @@ pub fn flush(timeout: Duration) {
 }
 
 struct QueueLogger {
-    /// `Sender` is `Sync` on recent toolchains; the Mutex keeps us
-    /// independent of that (it is held only for a non-blocking send).
+    /// Held only for a send, which never blocks (the channel is
+    /// unbounded; the budget bounds it): lines are numbered and sent in
+    /// one order, which `flush` relies on.
     sender: Mutex<Sender<Line>>,
     queue: QueueState,
 }
@@ -204,8 +205,8 @@ impl Log for QueueLogger {
             return;
         }
         // The original's (simple_logger's) shape: `WARN  [module] message`.
-        let prefix = format!("{:<5} [{}] ", record.level(), record.target());
-        self.enqueue(format_line(&prefix, *record.args()));
+        let prefix = format_args!("{:<5} [{}] ", record.level(), record.target());
+        self.enqueue(format_line(prefix, *record.args()));
     }
 
     fn flush(&self) {}
@@ -233,16 +234,18 @@ fn dropped_line(count: u64) -> String {
     )
 }
 
-/// `prefix` + the escaped, size-capped message + newline.
-fn format_line(prefix: &str, args: fmt::Arguments<'_>) -> String {
+/// `prefix` (ours: level and module) + the escaped, size-capped message +
+/// newline.
+fn format_line(prefix: fmt::Arguments<'_>, message: fmt::Arguments<'_>) -> String {
+    let mut out = String::with_capacity(128);
+    let _ = out.write_fmt(prefix);
     let mut escaper = Escaper {
-        out: String::with_capacity(prefix.len() + 128),
-        kept_limit: prefix.len() + MAX_MESSAGE_BYTES,
+        kept_limit: out.len() + MAX_MESSAGE_BYTES,
+        out,
         message_bytes: 0,
         cut: false,
     };
-    escaper.out.push_str(prefix);
-    let _ = escaper.write_fmt(args);
+    let _ = escaper.write_fmt(message);
     if escaper.cut {
         let total = escaper.message_bytes;
         let _ = write!(escaper.out, "…({total} bytes)");
@@ -355,7 +358,7 @@ mod tests {
     #[test]
     fn lines_keep_the_original_shape() {
         let line = format_line(
-            "WARN  [vault_redirector] ",
+            format_args!("{:<5} [{}] ", Level::Warn, OUR_TARGET),
             format_args!("Initial Vault active node: {}", "vault-a:8200"),
         );
         assert_eq!(
@@ -383,7 +386,7 @@ mod tests {
 
     #[test]
     fn escaping_applies_to_the_whole_formatted_line() {
-        let line = format_line("", format_args!("a{}b{}", "\r", '\u{202E}'));
+        let line = format_line(format_args!(""), format_args!("a{}b{}", "\r", '\u{202E}'));
         assert_eq!(line, "a\\rb\\u{202e}\n");
         assert_eq!(line.matches('\n').count(), 1);
     }
@@ -391,7 +394,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut_with_their_size() {
         let long = "x".repeat(MAX_MESSAGE_BYTES * 3);
-        let line = format_line("P ", format_args!("{long}"));
+        let line = format_line(format_args!("P "), format_args!("{long}"));
         assert!(line.starts_with("P xxx"));
         assert!(
             line.ends_with(&format!("…({} bytes)\n", long.len())),
@@ -400,7 +403,7 @@ mod tests {
         assert!(line.len() <= 2 + MAX_MESSAGE_BYTES + 32);
         // Escapes count against the limit too, and are never cut in half.
         let controls = "\x1b".repeat(MAX_MESSAGE_BYTES);
-        let line = format_line("", format_args!("{controls}"));
+        let line = format_line(format_args!(""), format_args!("{controls}"));
         let kept = line.split('…').next().unwrap();
         assert!(kept.len() <= MAX_MESSAGE_BYTES);
         assert!(kept.ends_with("\\u{1b}"));
