@@ -27,6 +27,8 @@ const LINE_OVERHEAD_BYTES: usize = 64;
 /// Longest message kept in a line, after escaping; the rest is cut and its
 /// size given. Callers truncate what clients send well below this.
 const MAX_MESSAGE_BYTES: usize = 4096;
+/// Most bytes the writer gathers into one write to stderr.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// How long exit paths wait for the writer to empty the queue.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -154,10 +156,11 @@ impl QueueState {
         true
     }
 
-    fn mark_written(&self, line: &Line) {
-        self.queued_bytes.fetch_sub(line.cost, Ordering::AcqRel);
+    /// Lines up to number `seq`, charged `cost` bytes in all, are written.
+    fn mark_written(&self, seq: u64, cost: usize) {
+        self.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
         let mut last = self.last_written.lock().unwrap_or_else(|e| e.into_inner());
-        *last = line.seq;
+        *last = seq;
         self.written.notify_all();
     }
 
@@ -215,11 +218,24 @@ impl Log for QueueLogger {
 /// The writer thread: the only place that waits for stderr. Write errors
 /// (EPIPE once the reader is gone) are ignored: there is nowhere to report
 /// them, and the daemon must go on serving.
+///
+/// Lines waiting together go out in one write (up to `WRITE_BATCH_BYTES`):
+/// a busy `-v` log costs one system call per batch, not per line.
 fn write_lines(receiver: Receiver<Line>, queue: &QueueState) {
     let mut stderr = std::io::stderr();
-    for line in receiver {
-        let _ = stderr.write_all(line.text.as_bytes());
-        queue.mark_written(&line);
+    let mut batch = String::new();
+    while let Ok(first) = receiver.recv() {
+        batch.clear();
+        let (mut last_seq, mut cost) = (first.seq, first.cost);
+        batch.push_str(&first.text);
+        while batch.len() < WRITE_BATCH_BYTES {
+            let Ok(line) = receiver.try_recv() else { break };
+            batch.push_str(&line.text);
+            last_seq = line.seq;
+            cost += line.cost;
+        }
+        let _ = stderr.write_all(batch.as_bytes());
+        queue.mark_written(last_seq, cost);
         let dropped = queue.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             let _ = stderr.write_all(dropped_line(dropped).as_bytes());
