@@ -41,8 +41,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    logging::init(config.verbosity);
-    match run(&config) {
+    if let Err(e) = logging::init(config.verbosity) {
+        let _ = writeln!(std::io::stderr(), "ERROR: Could not start logging: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let outcome = run(&config);
+    // Lines are written by logging's own thread: let it finish (bounded).
+    logging::flush(logging::FLUSH_TIMEOUT);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
@@ -50,7 +56,7 @@ fn main() -> ExitCode {
 
 /// Start-up failures print one line and give the exit code.
 fn fail(code: u8, message: std::fmt::Arguments<'_>) -> u8 {
-    let _ = writeln!(std::io::stderr(), "ERROR: {message}");
+    logging::plain(format_args!("ERROR: {message}"));
     code
 }
 

@@ -5,8 +5,20 @@
 
 use crate::health::{self, HEALTH_PATH, HealthView};
 use crate::http::{self, Head, Redirect, Response, Version};
+use crate::logging::Truncated;
 use crate::tracker::Tracker;
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How much of a request target goes into a log line (clients send up to
+/// the 16 KiB head limit).
+const LOGGED_TARGET_BYTES: usize = 256;
+/// How much of a method goes into a log line (any token is a method).
+const LOGGED_METHOD_BYTES: usize = 32;
+/// At most one warning per this interval about requests answered 503:
+/// their number is driven by clients, the condition is not.
+const NO_ACTIVE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 const NO_ACTIVE_BODY: &[u8] = b"{\"errors\":[\"no active Vault node\"]}";
 const BAD_TARGET_BODY: &[u8] = b"{\"errors\":[\"request target must be a path starting with /\"]}";
@@ -24,6 +36,8 @@ pub struct Site {
     retry_after: String,
     /// Shutting down: every answer closes its connection.
     pub draining: bool,
+    /// Paces the warning about 503s (a `Cell`: answering takes `&self`).
+    no_active_warnings: Cell<RepeatLimiter>,
 }
 
 impl Site {
@@ -36,11 +50,19 @@ impl Site {
             health_keep_alive: Vec::new(),
             retry_after: (poll_secs.ceil().max(1.0) as u64).to_string(),
             draining: false,
+            no_active_warnings: Cell::new(RepeatLimiter::new(NO_ACTIVE_WARNING_INTERVAL)),
         }
     }
 
     /// Take the tracker's current view (after every poll outcome).
     pub fn update(&mut self, tracker: &Tracker) {
+        // Polls come at least every poll interval: they also report 503s
+        // counted since the last warning once the interval has passed.
+        let mut limiter = self.no_active_warnings.get();
+        if let Some(summary) = limiter.flush(Instant::now()) {
+            warn_no_active(summary);
+        }
+        self.no_active_warnings.set(limiter);
         self.redirect = tracker
             .active()
             .map(|node| Redirect::new(format!("{}://{}", self.scheme, node).into_bytes()));
@@ -87,8 +109,9 @@ impl Site {
         close: bool,
     ) -> bool {
         let head_only = head.method == "HEAD";
-        let method = head.method;
         let target = head.target;
+        let method = Truncated(head.method, LOGGED_METHOD_BYTES);
+        let logged_target = Truncated(target, LOGGED_TARGET_BYTES);
         if target == HEALTH_PATH {
             if head.version == Version::Http11 && !close && !head_only {
                 out.extend_from_slice(&self.health_keep_alive);
@@ -110,7 +133,7 @@ impl Site {
                 body: BAD_TARGET_BODY,
             };
             http::write_response(out, head.version, &response, head_only, true);
-            log::info!("RESPOND 400 for {method} request for {target} from {peer}");
+            log::info!("RESPOND 400 for {method} request for {logged_target} from {peer}");
             return false;
         }
         match &self.redirect {
@@ -119,7 +142,8 @@ impl Site {
                 if log::log_enabled!(log::Level::Info) {
                     let location = String::from_utf8_lossy(redirect.location());
                     log::info!(
-                        "RESPOND 307 to {location}{target} for {method} request for {target} from {peer}"
+                        "RESPOND 307 to {location}{logged_target} for {method} request for \
+                         {logged_target} from {peer}"
                     );
                 }
             }
@@ -131,9 +155,174 @@ impl Site {
                     body: NO_ACTIVE_BODY,
                 };
                 http::write_response(out, head.version, &response, head_only, close);
-                log::warn!("RESPOND 503 for {method} request for {target} from {peer}");
+                log::info!("RESPOND 503 for {method} request for {logged_target} from {peer}");
+                let mut limiter = self.no_active_warnings.get();
+                if let Some(summary) = limiter.record(Instant::now()) {
+                    warn_no_active(summary);
+                }
+                self.no_active_warnings.set(limiter);
             }
         }
         true
+    }
+}
+
+fn warn_no_active(summary: Summary) {
+    log::warn!(
+        "Answered {} request(s) with 503 (no active Vault node) in the last {:.1} s",
+        summary.count,
+        summary.over.as_secs_f64()
+    );
+}
+
+/// What a `RepeatLimiter` reports: how many times the condition occurred
+/// since the previous report, over how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Summary {
+    count: u64,
+    over: Duration,
+}
+
+/// Turns a condition that repeats as often as clients like into at most
+/// one report per interval, with the count of what it summarises. Pure:
+/// the time is passed in.
+#[derive(Debug, Clone, Copy)]
+struct RepeatLimiter {
+    interval: Duration,
+    last_report: Option<Instant>,
+    /// Occurrences not reported yet, and when the first of them happened.
+    pending: u64,
+    pending_since: Option<Instant>,
+}
+
+impl RepeatLimiter {
+    fn new(interval: Duration) -> RepeatLimiter {
+        RepeatLimiter {
+            interval,
+            last_report: None,
+            pending: 0,
+            pending_since: None,
+        }
+    }
+
+    /// One occurrence at `now`: reported at once if no report was made in
+    /// the last interval, else counted for the next report.
+    fn record(&mut self, now: Instant) -> Option<Summary> {
+        self.pending += 1;
+        self.pending_since.get_or_insert(now);
+        self.flush(now)
+    }
+
+    /// The report of pending occurrences, if the interval since the last
+    /// report has passed.
+    fn flush(&mut self, now: Instant) -> Option<Summary> {
+        if self.pending == 0 {
+            return None;
+        }
+        if let Some(last) = self.last_report {
+            if now.saturating_duration_since(last) < self.interval {
+                return None;
+            }
+        }
+        let since = match (self.last_report, self.pending_since) {
+            (Some(last), _) => last,
+            (None, Some(first)) => first,
+            (None, None) => now,
+        };
+        let summary = Summary {
+            count: self.pending,
+            over: now.saturating_duration_since(since),
+        };
+        self.last_report = Some(now);
+        self.pending = 0;
+        self.pending_since = None;
+        Some(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_first_occurrence_is_reported_at_once() {
+        let t0 = Instant::now();
+        let mut limiter = RepeatLimiter::new(10 * SEC);
+        assert_eq!(
+            limiter.record(t0),
+            Some(Summary {
+                count: 1,
+                over: Duration::ZERO
+            })
+        );
+    }
+
+    #[test]
+    fn repeats_within_the_interval_are_counted_not_reported() {
+        let t0 = Instant::now();
+        let mut limiter = RepeatLimiter::new(10 * SEC);
+        limiter.record(t0);
+        for i in 1..=1000 {
+            assert_eq!(limiter.record(t0 + SEC * i / 200), None);
+        }
+        assert_eq!(limiter.flush(t0 + 9 * SEC), None);
+        assert_eq!(
+            limiter.flush(t0 + 10 * SEC),
+            Some(Summary {
+                count: 1000,
+                over: 10 * SEC
+            })
+        );
+        // Reported once: nothing is left.
+        assert_eq!(limiter.flush(t0 + 30 * SEC), None);
+    }
+
+    #[test]
+    fn an_occurrence_after_the_interval_reports_what_was_suppressed() {
+        let t0 = Instant::now();
+        let mut limiter = RepeatLimiter::new(10 * SEC);
+        limiter.record(t0);
+        limiter.record(t0 + 2 * SEC);
+        limiter.record(t0 + 3 * SEC);
+        assert_eq!(
+            limiter.record(t0 + 12 * SEC),
+            Some(Summary {
+                count: 3,
+                over: 12 * SEC
+            })
+        );
+        assert_eq!(limiter.record(t0 + 13 * SEC), None);
+    }
+
+    #[test]
+    fn a_quiet_limiter_reports_nothing() {
+        let t0 = Instant::now();
+        let mut limiter = RepeatLimiter::new(10 * SEC);
+        assert_eq!(limiter.flush(t0), None);
+        assert_eq!(limiter.flush(t0 + 100 * SEC), None);
+    }
+
+    #[test]
+    fn reports_are_at_most_one_per_interval() {
+        let t0 = Instant::now();
+        let mut limiter = RepeatLimiter::new(10 * SEC);
+        let mut reports = 0;
+        let mut total = 0;
+        // 10,000 occurrences over 60 s, with a flush after each.
+        for i in 0..10_000u32 {
+            let now = t0 + SEC * 60 * i / 10_000;
+            for summary in [limiter.record(now), limiter.flush(now)]
+                .into_iter()
+                .flatten()
+            {
+                reports += 1;
+                total += summary.count;
+            }
+        }
+        total += limiter.flush(t0 + 100 * SEC).map_or(0, |s| s.count);
+        assert!(reports <= 7, "{reports} reports");
+        assert_eq!(total, 10_000);
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod consul_changes;
 mod consul_client;
 mod hostile;
+mod logging;
 mod pki;
 mod requests;
 mod signals;
