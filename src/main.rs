@@ -3,20 +3,10 @@
 //! start-up checks, and maps failures to the original's exit codes.
 
 mod cli;
-mod conn;
-mod consul;
-mod consul_settings;
-mod health;
+mod discovery;
 mod http;
-mod limits;
 mod logging;
-mod pacing;
-mod reactor;
-mod session;
-mod site;
-mod tls;
-mod tracker;
-mod transport;
+mod server;
 
 /// Captured Consul answers, shared with the black-box tests.
 #[cfg(test)]
@@ -24,7 +14,9 @@ mod transport;
 mod fixtures;
 
 use cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE, Outcome};
-use consul::Selection;
+use discovery::consul::{self, Selection};
+use discovery::{pacing, tracker};
+use server::{limits, reactor, responses, tls};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -129,7 +121,7 @@ fn run(config: &Config) -> Result<(), u8> {
     let bound = listener.local_addr().map_err(cannot_listen)?;
     // Signals are registered with the loop before the listening line, so
     // that whoever reads it can signal us at once.
-    let mut site = site::Site::new(
+    let mut site = responses::Site::new(
         config.scheme(),
         &config.consul_host_port,
         config.poll_interval.as_secs_f64(),

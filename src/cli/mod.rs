@@ -6,8 +6,8 @@
 mod help;
 mod options;
 
-use crate::consul_settings::{self, AgentAddr, ConsulSettings, Secret};
-use crate::limits::Limits;
+use crate::discovery::consul::settings::{self, AgentAddr, ConsulSettings, Secret};
+use crate::server::limits::Limits;
 use options::{Opt, Takes};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -334,8 +334,8 @@ fn limits(raw: &Raw) -> Result<Limits, Outcome> {
 
 /// The Consul agents of CONSUL_HOST_PORT (or CONSUL_HTTP_ADDR).
 fn agents(consul_host_port: &str, env: Env<'_>) -> Result<Vec<AgentAddr>, Outcome> {
-    let default_https = consul_settings::env_bool(env(options::CONSUL_HTTP_SSL)).unwrap_or(false);
-    consul_settings::parse_agents(consul_host_port, default_https)
+    let default_https = settings::env_bool(env(options::CONSUL_HTTP_SSL)).unwrap_or(false);
+    settings::parse_agents(consul_host_port, default_https)
         .filter(|_| is_host_port(consul_host_port))
         .ok_or_else(|| config_error("CONSUL_HOST_PORT must be in host:port or ip:port format"))
 }
@@ -363,7 +363,7 @@ fn consul_settings(
         client_cert: path(options::CONSUL_CLIENT_CERT),
         client_key: path(options::CONSUL_CLIENT_KEY),
         server_name: env(options::CONSUL_TLS_SERVER_NAME),
-        verify: consul_settings::env_bool(env(options::CONSUL_HTTP_SSL_VERIFY)).unwrap_or(true),
+        verify: settings::env_bool(env(options::CONSUL_HTTP_SSL_VERIFY)).unwrap_or(true),
         ..ConsulSettings::for_agents(agents)
     })
 }

@@ -3,15 +3,15 @@
 //! thread, signals, connection deadlines and shutdown. Never blocks on
 //! anything but `poll`.
 
-use crate::conn::{Conn, LoopEnv, Readiness, Scratch, Verdict};
-use crate::consul::{Client, PollError, Poller};
-use crate::limits::{Limits, SHUTDOWN_GRACE};
+use crate::discovery::consul::{Client, PollError, Poller};
+use crate::discovery::pacing::Pacing;
+use crate::discovery::tracker::Tracker;
 use crate::logging;
-use crate::pacing::Pacing;
-use crate::site::Site;
-use crate::tls::TlsSource;
-use crate::tracker::Tracker;
-use crate::transport::Transport;
+use crate::server::conn::{Conn, LoopEnv, Readiness, Scratch, Verdict};
+use crate::server::limits::{Limits, SHUTDOWN_GRACE};
+use crate::server::responses::Site;
+use crate::server::tls::TlsSource;
+use crate::server::transport::Transport;
 use log::Level;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};

@@ -3,7 +3,7 @@
 //! cluster cannot make the poller spin, and a growing back-off after errors.
 //! Pure logic; the reactor keeps the clock.
 
-use crate::consul::Query;
+use crate::discovery::consul::Query;
 use std::time::{Duration, Instant};
 
 /// The least time between the starts of two queries.

@@ -3,7 +3,7 @@
 //! pipelined requests in order, and says when the connection must close.
 
 use crate::http::{self, Body, Parsed};
-use crate::site::Site;
+use crate::server::responses::Site;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ mod tests {
     //! well-formed responses (or a close).
 
     use super::*;
-    use crate::tracker::Tracker;
+    use crate::discovery::tracker::Tracker;
     use std::time::Duration;
 
     /// xorshift64*: deterministic, no dependency, good enough to fuzz with.

@@ -2,10 +2,10 @@
 //! (open, closing after the last response, lingering), its deadline, and the
 //! readiness interest it needs. Per-connection problems end here as a close.
 
-use crate::limits::{LINGER, Limits};
-use crate::session::{Flow, Session};
-use crate::site::Site;
-use crate::transport::Transport;
+use crate::server::limits::{LINGER, Limits};
+use crate::server::responses::Site;
+use crate::server::session::{Flow, Session};
+use crate::server::transport::Transport;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;

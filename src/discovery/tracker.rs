@@ -3,9 +3,9 @@
 //! agent restart invisible to clients. Logs the lines operators grep for.
 //! No I/O besides logging.
 
-use crate::consul::{PollError, Selection, Target};
-use crate::health::local_timestamp;
+use crate::discovery::consul::{PollError, Selection, Target};
 use crate::logging;
+use crate::server::health::local_timestamp;
 use log::Level;
 use std::time::{Duration, Instant, SystemTime};
 

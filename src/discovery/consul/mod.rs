@@ -3,9 +3,11 @@
 //! event loop. Deciding what an answer or error means over time is
 //! `tracker`'s job, not this module's.
 
-use crate::consul_settings::{ConsulSettings, Secret};
+pub mod settings;
+
 use mio::Waker;
 use serde_json::Value;
+use settings::{ConsulSettings, Secret};
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};

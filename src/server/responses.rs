@@ -3,10 +3,10 @@
 //! redirected. Rebuilt from the tracker when Consul's answer changes, so a
 //! request costs no formatting beyond copying bytes. No I/O besides logging.
 
-use crate::health::{self, HEALTH_PATH, HealthView};
+use crate::discovery::tracker::Tracker;
 use crate::http::{self, Head, Redirect, Response, Version};
 use crate::logging::Truncated;
-use crate::tracker::Tracker;
+use crate::server::health::{self, HEALTH_PATH, HealthView};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

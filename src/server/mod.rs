@@ -1,0 +1,13 @@
+//! Serving clients on one thread: the mio event loop (`reactor`), each
+//! connection's I/O (`conn`, `transport`) and request stream (`session`),
+//! what we answer (`responses`, `health`), the listener's TLS (`tls`), and
+//! the limits that bound all of it.
+
+pub mod conn;
+pub mod health;
+pub mod limits;
+pub mod reactor;
+pub mod responses;
+pub mod session;
+pub mod tls;
+pub mod transport;
