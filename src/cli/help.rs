@@ -130,6 +130,26 @@ mod tests {
     }
 
     #[test]
+    fn the_man_page_documents_every_option_and_variable() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/cross/package/vault-redirector.8"
+        );
+        let roff = std::fs::read_to_string(path).expect(path);
+        // roff writes a hyphen-minus as `\-`.
+        let page = roff.replace("\\-", "-");
+        let documented = |name: &str| page.lines().any(|l| l.starts_with(".") && l.contains(name));
+        for opt in OPTIONS {
+            for key in opt.short.iter().chain([&opt.long]) {
+                assert!(documented(key), "the man page lacks {key}");
+            }
+        }
+        for (name, _) in ENVIRONMENT {
+            assert!(documented(name), "the man page lacks {name}");
+        }
+    }
+
+    #[test]
     fn laid_out_as_argparse_does() {
         let text = help();
         assert!(
