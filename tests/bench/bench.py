@@ -53,7 +53,7 @@ def stop_on_signal(signum, _frame):
 
 def redirect_base(url):
     """The scheme and node of the redirector's Location, which nginx copies."""
-    status, headers, _ = servers.get(url, measure.REDIRECT_PATH)
+    status, headers, _, _ = servers.get(url, measure.REDIRECT_PATH)
     location = dict(headers).get("Location", "")
     if status != 307 or not location.endswith(measure.REDIRECT_PATH):
         raise servers.ServerFailed(f"{url} answered {status} with Location {location!r}")
@@ -61,7 +61,7 @@ def redirect_base(url):
 
 
 def health_body(url):
-    status, _, body = servers.get(url, measure.HEALTH_PATH)
+    status, _, body, _ = servers.get(url, measure.HEALTH_PATH)
     if status != 200:
         raise servers.ServerFailed(f"{url}{measure.HEALTH_PATH} answered {status}")
     return body.decode()
@@ -107,12 +107,13 @@ def start_targets(args, procs, run_dir):
 
 def describe(target):
     """One line showing what the target answers, to compare at a glance."""
-    status, headers, body = servers.get(target.url, measure.REDIRECT_PATH)
+    status, headers, body, tls = servers.get(target.url, measure.REDIRECT_PATH)
     names = ", ".join(name for name, _ in headers)
     location = dict(headers).get("Location", "")
-    health_status, _, health = servers.get(target.url, measure.HEALTH_PATH)
+    health_status, _, health, _ = servers.get(target.url, measure.HEALTH_PATH)
     return (
-        f"# {target.label}: {target.url} pids {','.join(map(str, target.pids))}: "
+        f"# {target.label}: {target.url} pids {','.join(map(str, target.pids))}"
+        f"{f' ({tls})' if tls else ''}: "
         f"{status} Location: {location} (headers: {names}; body {len(body)} B) | "
         f"health {health_status}, {len(health)} B"
     )

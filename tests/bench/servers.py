@@ -142,7 +142,8 @@ def wait_listening(procs, name, proc, port):
 
 
 def get(url, path):
-    """(status, headers, body) of one GET, for the checks before measuring."""
+    """(status, headers, body, tls) of one GET, for the checks before
+    measuring; tls names the protocol and cipher negotiated, or is None."""
     scheme, _, hostport = url.partition("://")
     host, port = hostport.rsplit(":", 1)
     if scheme == "https":
@@ -155,7 +156,10 @@ def get(url, path):
     try:
         conn.request("GET", path)
         response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
+        tls = None
+        if isinstance(conn.sock, ssl.SSLSocket):
+            tls = f"{conn.sock.version()} {conn.sock.cipher()[0]}"
+        return response.status, response.getheaders(), response.read(), tls
     finally:
         conn.close()
 
