@@ -62,22 +62,26 @@ class RunResult:
 
 
 class WrkFailed(Exception):
-    def __init__(self, output):
-        super().__init__(f"wrk printed no result:\n{output.strip()}")
+    def __init__(self, why, output):
+        super().__init__(f"{why}:\n{output.strip()}")
 
 
 BENCH_LINE = re.compile(r"^BENCH (.*)$", re.M)
 
 
 def parse_wrk_output(text):
-    """The fields of wrk_report.lua's line, as numbers."""
+    """The fields of wrk_report.lua's line, as numbers. A run that completed
+    no request (every connection refused, say) is a failed run: its CPU per
+    request would read as 0."""
     match = BENCH_LINE.search(text)
     if not match:
-        raise WrkFailed(text)
+        raise WrkFailed("wrk printed no result", text)
     fields = {}
     for item in match.group(1).split():
         key, _, value = item.partition("=")
         fields[key] = float(value)
+    if fields.get("requests", 0) <= 0:
+        raise WrkFailed("wrk completed no request", text)
     return fields
 
 
@@ -164,11 +168,11 @@ def measure(url, pids, scenario, seconds):
     wrk_s = (children_after.ru_utime - children_before.ru_utime) + (
         children_after.ru_stime - children_before.ru_stime
     )
-    per_req = 1e6 / requests if requests else 0.0
+    per_req = 1e6 / requests
     errors = sum(int(fields[k]) for k in ("connect", "read", "write", "timeout", "status"))
     return RunResult(
         requests=requests,
-        req_per_s=requests / (fields["duration_us"] / 1e6) if fields["duration_us"] else 0.0,
+        req_per_s=requests / (fields["duration_us"] / 1e6),
         p50_us=fields["p50_us"],
         p99_us=fields["p99_us"],
         errors=errors,

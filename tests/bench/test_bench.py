@@ -33,6 +33,13 @@ class WrkOutput(unittest.TestCase):
         with self.assertRaisesRegex(measure.WrkFailed, "Connection refused"):
             measure.parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
 
+    def test_a_run_that_completed_no_request_is_a_failed_run_not_a_zero(self):
+        # Every connection refused: wrk still prints its report, with 0
+        # requests, which would otherwise show as 0 µs/req.
+        text = WRK_OUTPUT.replace("requests=240000", "requests=0").replace("connect=1", "connect=50")
+        with self.assertRaisesRegex(measure.WrkFailed, "no request"):
+            measure.parse_wrk_output(text)
+
     def test_close50_sends_connection_close_and_health50_asks_for_health(self):
         close = measure.wrk_command("http://h:1", measure.SCENARIOS["close50"], 3)
         self.assertIn("Connection: close", close)
