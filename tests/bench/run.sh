@@ -1,109 +1,114 @@
 #!/usr/bin/env bash
-# Benchmark the release binary side by side with nginx (1 worker) through
-# ../shared/tools/bench-anchors.sh, in one invocation so the ratios are
-# comparable. Prints the harness's table with ratios against nginx1.
+# Benchmark the release binary beside nginx (1 worker, the same 307) on
+# loopback, and print one markdown table of medians and ratios.
 #
-# Usage: tests/bench/run.sh [-d SECONDS] [-n RUNS] [--python] [--tls] [--floor]
-#   -d SECONDS  length of each wrk run (default 10; the bar needs >= 10)
-#   -n RUNS     repetitions, interleaved (default 3; the bar needs >= 3)
-#   --python    also measure the original Python 0.2.0 (installed in a venv)
-#   --tls       also measure our TLS listener against nginx-tls-rsa/-ecdsa
-#   --floor     also measure tests/bench/floor.c (one recv + one send per
-#               request, nothing else): the kernel's share no server avoids
-# Needs Debian's wrk nginx-light haproxy time (installed if missing, as root).
-# Traffic stays on loopback. The run takes about (targets x 5 scenarios x
-# runs x seconds); the default is about 6 minutes.
+# Usage: tests/bench/run.sh [-d SECONDS] [-n RUNS] [--python] [--tls] [--floor] [-s SCENARIOS]
+#   -d SECONDS    length of each wrk run (default 10; the bar needs >= 10)
+#   -n RUNS       repetitions, interleaved (default 3; the bar needs >= 3)
+#   -s SCENARIOS  comma-separated, of: ka1 (1 keep-alive connection), ka50,
+#                 ka1000 (keep-alive), close50 (`Connection: close`: one TCP
+#                 connection, and with TLS one full handshake, per request),
+#                 health50 (GET /vault-redirector-health). Default: all five,
+#                 and ka50,close50 for the TLS servers.
+#   --tls         also measure our TLS listener (--no-tls-resumption) against
+#                 nginx with the same certificate, RSA-2048 and ECDSA P-256,
+#                 neither side resuming sessions
+#   --floor       also measure tests/bench/floor.c (one recv + one send per
+#                 request, nothing else): the kernel's share no server avoids
+#   --python      also measure the original Python 0.2.0 (installed in a venv
+#                 from PyPI; PY_VENV chooses where, default
+#                 /tmp/vault-redirector-py020)
+# Installs what is missing (Debian's wrk, nginx-light, openssl, a C compiler
+# for --floor) with apt-get, as root. Traffic stays on loopback; every wrk
+# run is bounded in time; every process started is stopped on exit or
+# Ctrl-C. VAULT_REDIRECTOR_BIN measures another binary than the release
+# build. Takes about targets x scenarios x runs x (SECONDS + 1 s).
+#
+# Method (tests/bench/bench.py does the measuring):
+# - wrk runs pinned to CPU 0 and every server to CPU 1 (taskset), so the
+#   client never steals the server's core and each server gets one core,
+#   as nginx's single worker has.
+# - The figure that matters is the server's CPU time per request: utime +
+#   stime of its processes from /proc/PID/stat over a run, divided by the
+#   requests wrk completed. On two cores wrk often saturates its own core
+#   first, which caps req/s for every server alike; CPU per request still
+#   shows what each server spends, and "of which sys" how much of it is the
+#   kernel's TCP work.
+# - Single runs on a shared machine wander by tens of percent. Repetitions
+#   are interleaved (run 1 of every target and scenario, then run 2, ...) so
+#   that a change of the machine's load hits all targets alike, and medians
+#   are reported because one disturbed run moves a median little.
+# - Absolute figures depend on the machine and its load at the time, so
+#   every target is also given as a ratio to a baseline measured in the same
+#   invocation (nginx1, or for TLS the nginx with the same key): that ratio
+#   is what can be compared across machines and days.
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-HARNESS=$ROOT/../shared/tools/bench-anchors.sh
-FIXTURE=$ROOT/../shared/fixtures/consul/health_service_vault_passing_active.json
+FIXTURE=$ROOT/tests/data/consul/health_service_vault_passing_active.json
 
-DUR=10 RUNS=3 PYTHON=0 TLS=0 FLOOR=0
+usage() { sed -n '/^# Usage:/,/^# Method/p' "$SELF" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+value() { [ $# -ge 2 ] || { usage >&2; exit 2; }; }
+DUR=10 RUNS=3 PYTHON=0 TLS=0 FLOOR=0 SCENARIOS=
 while [ $# -gt 0 ]; do
   case $1 in
-    -d) DUR=$2; shift 2 ;;
-    -n) RUNS=$2; shift 2 ;;
+    -d) value "$@"; DUR=$2; shift 2 ;;
+    -n) value "$@"; RUNS=$2; shift 2 ;;
+    -s) value "$@"; SCENARIOS=$2; shift 2 ;;
     --python) PYTHON=1; shift ;;
     --tls) TLS=1; shift ;;
     --floor) FLOOR=1; shift ;;
-    *) sed -n '2,15p' "$0"; exit 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
   esac
 done
+for s in ${SCENARIOS//,/ }; do
+  case $s in ka1|ka50|ka1000|close50|health50) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+done
+for n in "$DUR" "$RUNS"; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "-d and -n take a positive whole number" >&2; exit 2; }
+done
 
-need=()
-for tool in wrk nginx haproxy; do command -v $tool >/dev/null || need+=("$tool"); done
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: wrk nginx-light haproxy time"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light haproxy time >/dev/null
+# Debian packages this run needs but the machine lacks.
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v python3 >/dev/null || missing+=(python3)
+[ "$TLS" = 0 ] || command -v openssl >/dev/null || missing+=(openssl)
+[ "$FLOOR" = 0 ] || command -v cc >/dev/null || missing+=(gcc libc6-dev)
+[ "$PYTHON" = 0 ] || python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  [ "$(id -u)" = 0 ] || { echo "run as root, or install them first" >&2; exit 1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH=$PATH:/usr/sbin
+
+if [ -n "${VAULT_REDIRECTOR_BIN:-}" ]; then
+  BIN=$VAULT_REDIRECTOR_BIN
+else
+  cargo build --release --quiet
+  BIN=$ROOT/target/release/vault-redirector
 fi
 
-cargo build --release --quiet
-BIN=${VAULT_REDIRECTOR_BIN:-$ROOT/target/release/vault-redirector}
-
-# Free loopback ports, picked by the kernel.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-CONSUL_PORT=$(free_port) OURS_PORT=$(free_port) PY_PORT=$(free_port)
-
-PIDS=()
-WORK=$(mktemp -d /tmp/vr-bench.XXXXXX)
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
-
-python3 "$ROOT/tests/bench/fake_consul.py" "$CONSUL_PORT" "$FIXTURE" & PIDS+=($!)
-wait_port "$CONSUL_PORT"
-
-# -l: per-request logging off, as an operator would run it under load.
-taskset -c 1 "$BIN" -l -P "$OURS_PORT" --bind 127.0.0.1 "127.0.0.1:$CONSUL_PORT" 2>"$WORK/ours.log" & PIDS+=($!)
-OURS_PID=$!
-wait_port "$OURS_PORT"
-TARGETS=(nginx1 "ours=http://127.0.0.1:$OURS_PORT@$OURS_PID")
-
-if [ "$TLS" = 1 ]; then
-  # nginx's TLS anchors have no session resumption: neither have we here,
-  # so close50 measures a full handshake per request on both sides.
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$WORK/rsa.key" -out "$WORK/rsa.crt" 2>/dev/null
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$WORK/ec.key" -out "$WORK/ec.crt" 2>/dev/null
-  for kind in rsa ec; do
-    port=$(free_port)
-    taskset -c 1 "$BIN" -l -S --no-tls-resumption -P "$port" --bind 127.0.0.1 \
-      -c "$WORK/$kind.crt" -k "$WORK/$kind.key" "127.0.0.1:$CONSUL_PORT" 2>"$WORK/ours-$kind.log" & PIDS+=($!)
-    wait_port "$port"
-    TARGETS+=("ours-tls-$kind=https://127.0.0.1:$port@$!")
-  done
-  TARGETS+=(nginx-tls-rsa nginx-tls-ecdsa)
-fi
-
-if [ "$FLOOR" = 1 ]; then
-  cc -O2 -o "$WORK/floor" "$ROOT/tests/bench/floor.c"
-  port=$(free_port)
-  taskset -c 1 "$WORK/floor" "$port" & PIDS+=($!)
-  wait_port "$port"
-  TARGETS+=("floor=http://127.0.0.1:$port@$!")
-fi
-
+PY_ARGS=()
 if [ "$PYTHON" = 1 ]; then
   VENV=${PY_VENV:-/tmp/vault-redirector-py020}
   if [ ! -x "$VENV/bin/vault-redirector" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'vault-redirector[tls]==0.2.0' 'twisted[tls]'
   fi
-  taskset -c 1 "$VENV/bin/vault-redirector" -l -P "$PY_PORT" "127.0.0.1:$CONSUL_PORT" 2>"$WORK/py.log" & PIDS+=($!)
-  wait_port "$PY_PORT"
-  TARGETS+=("python=http://127.0.0.1:$PY_PORT@$!")
+  PY_ARGS=(--python "$VENV/bin/vault-redirector")
 fi
 
-echo "machine: $(nproc) cores, $(uname -r); $(date -u +%F); binary: $BIN ($(stat -c %s "$BIN") bytes)"
-echo "command: $HARNESS -d $DUR -n $RUNS -b nginx1 ${TARGETS[*]}"
-"$HARNESS" -d "$DUR" -n "$RUNS" -b nginx1 "${TARGETS[@]}"
+ARGS=(--seconds "$DUR" --runs "$RUNS" --binary "$BIN" --fixture "$FIXTURE")
+[ -z "$SCENARIOS" ] || ARGS+=(--scenarios "$SCENARIOS")
+[ "$TLS" = 0 ] || ARGS+=(--tls)
+[ "$FLOOR" = 0 ] || ARGS+=(--floor)
+echo "# tests/bench/run.sh -d $DUR -n $RUNS${SCENARIOS:+ -s $SCENARIOS}$([ "$TLS" = 0 ] || echo ' --tls')$([ "$FLOOR" = 0 ] || echo ' --floor')$([ "$PYTHON" = 0 ] || echo ' --python')"
+# exec: the benchmark's process is this one, so Ctrl-C and kill reach the
+# code that stops the servers.
+exec python3 -B "$ROOT/tests/bench/bench.py" "${ARGS[@]}" "${PY_ARGS[@]}"
