@@ -4,8 +4,10 @@
 //! `tracker`'s job, not this module's.
 
 use crate::consul_settings::{ConsulSettings, Secret};
+use crate::target::{Target, UnusableTarget, format_target};
 use mio::Waker;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
@@ -26,10 +28,6 @@ const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 /// How much of an error answer's body goes into the log line.
 const MAX_ERROR_TEXT: usize = 200;
-
-/// Where the active Vault node is: the `host:port` the Location points at,
-/// as logged and shown in the health JSON.
-pub type Target = String;
 
 /// What one Consul answer says about the active node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,25 +85,27 @@ impl fmt::Display for PollError {
     }
 }
 
-/// Turn a target host into the form a URL authority needs.
-pub fn format_target(host: &str, port: u64) -> Target {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+/// What one health answer says: the active node, and why active entries
+/// were skipped as not a usable redirect target (escaped, for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub selection: Selection,
+    pub unusable: Vec<String>,
 }
 
 /// Parse `/v1/health/service/vault` JSON into the active node. Entries must
 /// carry the `active` tag and have every check passing: we ask Consul for
 /// exactly that (`?passing&tag=active`), and check again so that a crashed
-/// active node, which keeps its tag, is never chosen.
-pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Selection, PollError> {
+/// active node, which keeps its tag, is never chosen. Whoever can register
+/// a node in Consul controls its name and port: an entry whose host or port
+/// is not a usable redirect target is skipped, never put in a Location.
+pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Parsed, PollError> {
     let json: Value = serde_json::from_slice(body).map_err(|e| PollError::Json(e.to_string()))?;
     let entries = json
         .as_array()
         .ok_or_else(|| PollError::Json("expected a JSON list".into()))?;
     let mut candidates: Vec<(u64, Target)> = Vec::new();
+    let mut unusable = Vec::new();
     for entry in entries {
         let service = &entry["Service"];
         let node = &entry["Node"];
@@ -115,20 +115,30 @@ pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Selection, PollError> {
             continue;
         }
         let host_key = if use_ip { "Address" } else { "Node" };
-        let (Some(host), Some(port)) = (node[host_key].as_str(), service["Port"].as_u64()) else {
+        let (Some(host), Some(port)) = (node[host_key].as_str(), service["Port"].as_number())
+        else {
             return Err(PollError::Json(format!(
                 "an active entry lacks Node.{host_key} or Service.Port"
             )));
         };
-        if host.is_empty() {
-            return Err(PollError::Json(format!(
-                "an active entry has an empty Node.{host_key}"
-            )));
+        // A negative or fractional port is no port either.
+        let Some(port_number) = port.as_u64() else {
+            unusable.push(format!("Service.Port: port {port} is not in 1..=65535"));
+            continue;
+        };
+        match format_target(host, port_number) {
+            Ok(target) => {
+                let modified = service["ModifyIndex"].as_u64().unwrap_or(0);
+                candidates.push((modified, target));
+            }
+            Err(e @ UnusableTarget::Host(_)) => unusable.push(format!("Node.{host_key}: {e}")),
+            Err(e @ UnusableTarget::Port(_)) => unusable.push(format!("Service.Port: {e}")),
         }
-        let modified = service["ModifyIndex"].as_u64().unwrap_or(0);
-        candidates.push((modified, format_target(host, port)));
     }
-    Ok(choose(candidates))
+    Ok(Parsed {
+        selection: choose(candidates),
+        unusable,
+    })
 }
 
 fn all_checks_passing(checks: &Value) -> bool {
@@ -143,7 +153,10 @@ fn all_checks_passing(checks: &Value) -> bool {
 /// (the node that most recently became active), ties broken by name.
 fn choose(mut candidates: Vec<(u64, Target)>) -> Selection {
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    candidates.dedup_by(|a, b| a.1 == b.1);
+    // A node registered twice (several service instances) counts once, at
+    // its newest registration, wherever the other one sorted.
+    let mut seen = HashSet::new();
+    candidates.retain(|(_, target)| seen.insert(target.clone()));
     match candidates.len() {
         0 => Selection::None,
         1 => Selection::One(candidates.remove(0).1),
@@ -169,6 +182,8 @@ pub struct Query {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub selection: Selection,
+    /// Why active entries were skipped (see `Parsed`).
+    pub unusable: Vec<String>,
     /// `X-Consul-Index`, for the next blocking query.
     pub index: Option<u64>,
     /// The agent that answered, as configured.
@@ -481,8 +496,10 @@ impl Client {
             let short: String = line.chars().take(MAX_ERROR_TEXT).collect();
             return Err(PollError::Status(status, short));
         }
+        let parsed = parse_answer(&body, self.use_ip)?;
         Ok(Answer {
-            selection: parse_answer(&body, self.use_ip)?,
+            selection: parsed.selection,
+            unusable: parsed.unusable,
             index,
             agent: self.names[i].clone(),
         })
@@ -561,11 +578,11 @@ mod tests {
     fn real_answer_gives_node_name_or_ip() {
         let body = fixture("health_service_vault_passing_active.json");
         assert_eq!(
-            parse_answer(&body, false).unwrap(),
+            parse_answer(&body, false).unwrap().selection,
             Selection::One("testnode:8200".into())
         );
         assert_eq!(
-            parse_answer(&body, true).unwrap(),
+            parse_answer(&body, true).unwrap().selection,
             Selection::One("127.0.0.1:8200".into())
         );
     }
@@ -575,7 +592,7 @@ mod tests {
         // The dead node (8210) is listed first, still tagged active, check critical.
         let body = fixture("killed_tag_active.json");
         assert_eq!(
-            parse_answer(&body, true).unwrap(),
+            parse_answer(&body, true).unwrap().selection,
             Selection::One("127.0.0.1:8220".into())
         );
     }
@@ -590,16 +607,26 @@ mod tests {
             ("killed_all.json", 8220),
             ("killed_passing.json", 8220),
         ] {
-            let want = Selection::One(format!("127.0.0.1:{port}"));
-            assert_eq!(parse_answer(&fixture(name), true).unwrap(), want, "{name}");
+            let want = Selection::One(format!("127.0.0.1:{port}").as_str().into());
+            assert_eq!(
+                parse_answer(&fixture(name), true).unwrap().selection,
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn step_down_window_has_no_active() {
         let body = fixture("stepdown_blocking_result_passing.json");
-        assert_eq!(parse_answer(&body, false).unwrap(), Selection::None);
-        assert_eq!(parse_answer(b"[]", false).unwrap(), Selection::None);
+        assert_eq!(
+            parse_answer(&body, false).unwrap().selection,
+            Selection::None
+        );
+        assert_eq!(
+            parse_answer(b"[]", false).unwrap().selection,
+            Selection::None
+        );
     }
 
     #[test]
@@ -624,11 +651,11 @@ mod tests {
         let body = br#"[{"Node":{"Node":"n1","Address":"fd00::1"},
             "Service":{"Tags":["active"],"Port":8200},"Checks":[{"Status":"passing"}]}]"#;
         assert_eq!(
-            parse_answer(body, true).unwrap(),
+            parse_answer(body, true).unwrap().selection,
             Selection::One("[fd00::1]:8200".into())
         );
         assert_eq!(
-            parse_answer(body, false).unwrap(),
+            parse_answer(body, false).unwrap().selection,
             Selection::One("n1:8200".into())
         );
     }
@@ -640,7 +667,7 @@ mod tests {
             {"Node":{"Node":"b","Address":"10.0.0.2"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":30},"Checks":[]},
             {"Node":{"Node":"c","Address":"10.0.0.3"},"Service":{"Tags":["standby"],"Port":8200,"ModifyIndex":40},"Checks":[]}]"#;
         assert_eq!(
-            parse_answer(body, false).unwrap(),
+            parse_answer(body, false).unwrap().selection,
             Selection::Several {
                 chosen: "b:8200".into(),
                 all: vec!["b:8200".into(), "a:8200".into()]
@@ -684,6 +711,25 @@ mod tests {
     fn warning_checks_are_not_passing() {
         let body = br#"[{"Node":{"Node":"a"},"Service":{"Tags":["active"],"Port":1},
             "Checks":[{"Status":"passing"},{"Status":"warning"}]}]"#;
-        assert_eq!(parse_answer(body, false).unwrap(), Selection::None);
+        assert_eq!(
+            parse_answer(body, false).unwrap().selection,
+            Selection::None
+        );
+    }
+
+    #[test]
+    fn a_node_listed_twice_is_counted_once_even_when_not_adjacent() {
+        // Sorted newest first, `a` comes first and last: two nodes, not three.
+        let body = br#"[
+            {"Node":{"Node":"a"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":30},"Checks":[]},
+            {"Node":{"Node":"b"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":20},"Checks":[]},
+            {"Node":{"Node":"a"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":10},"Checks":[]}]"#;
+        assert_eq!(
+            parse_answer(body, false).unwrap().selection,
+            Selection::Several {
+                chosen: "a:8200".into(),
+                all: vec!["a:8200".into(), "b:8200".into()]
+            }
+        );
     }
 }

@@ -14,6 +14,7 @@ mod pacing;
 mod reactor;
 mod session;
 mod site;
+mod target;
 mod tls;
 mod tracker;
 mod transport;
@@ -79,10 +80,14 @@ fn run(config: &Config) -> Result<(), u8> {
         log::info!("Sending a Consul ACL token with every query");
     }
     let sent = Instant::now();
-    let answer = match client.fetch(consul::Query {
+    let fetched = client.fetch(consul::Query {
         index: 0,
         wait: None,
-    }) {
+    });
+    if let Ok(answer) = &fetched {
+        tracker::warn_unusable(&answer.unusable);
+    }
+    let answer = match fetched {
         Ok(answer) if answer.selection == Selection::None => {
             log::error!("NO vault services found with health check passing");
             if !client.has_token() {
@@ -111,7 +116,8 @@ fn run(config: &Config) -> Result<(), u8> {
     log::warn!("Initial Vault active node: {active}");
     let now = Instant::now();
     let pacing = pacing::Pacing::new(config.poll_interval, answer.index, sent, now);
-    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent);
+    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent)
+        .with_unusable(answer.unusable);
 
     let cannot_listen = |e: std::io::Error| {
         fail(

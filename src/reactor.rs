@@ -359,6 +359,7 @@ impl Reactor {
                             let has_token = self.consul.has_token();
                             self.tracker.on_answer(
                                 answer.selection,
+                                answer.unusable,
                                 &answer.agent,
                                 has_token,
                                 SystemTime::now(),

@@ -10,6 +10,7 @@ mod fixtures;
 mod cli;
 mod consul_changes;
 mod consul_client;
+mod consul_data;
 mod hostile;
 mod pki;
 mod requests;
