@@ -11,8 +11,8 @@ use log::Level;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Poll intervals without an answer from Consul after which the last known
-/// active node is dropped.
-const GRACE_INTERVALS: u32 = 2;
+/// active node is dropped (`pacing` makes a last try just before).
+pub const GRACE_INTERVALS: u32 = 2;
 
 pub struct Tracker {
     grace: Duration,
