@@ -274,6 +274,7 @@ fn percent_encode(text: &str) -> String {
 
 fn read_pem(path: &Path) -> Result<Vec<PemItem<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    crate::pem::refuse_encrypted_keys(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     parse_pem(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", path.display()))

@@ -11,6 +11,7 @@ mod http;
 mod limits;
 mod logging;
 mod pacing;
+mod pem;
 mod reactor;
 mod session;
 mod site;

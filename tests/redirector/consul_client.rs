@@ -5,7 +5,7 @@
 use crate::client::get;
 use crate::daemon::{Daemon, SOON, command, eventually};
 use crate::fake_consul::{Answer, FakeConsul, active_node};
-use crate::pki::Pki;
+use crate::pki::{ENCRYPTED_LEGACY_KEY, ENCRYPTED_PKCS8_KEY, Pki};
 use crate::tls::{put, temp_dir};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -116,6 +116,36 @@ fn the_token_file_is_reread_so_a_rotated_token_is_used() {
     assert!(eventually(SOON, || location(&d).as_deref()
         == Some("http://vault-b:8200/v1/x")));
     let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn an_encrypted_consul_client_key_exits_1_saying_it_is_not_supported() {
+    let pki = Pki::new();
+    let leaf = pki.leaf();
+    let consul = FakeConsul::start_tls(Answer::Json(node("vault-a")), leaf.server_config());
+    let dir = temp_dir();
+    let (ca, cert) = (dir.join("ca.pem"), dir.join("client.pem"));
+    put(&ca, &pki.ca_pem());
+    put(&cert, &leaf.cert_pem);
+    for (name, text) in [
+        ("pkcs8.key", ENCRYPTED_PKCS8_KEY),
+        ("legacy.key", ENCRYPTED_LEGACY_KEY),
+    ] {
+        let key = dir.join(name);
+        put(&key, text);
+        let mut cmd = command(&["-P", "0", &format!("https://{}", consul.host_port())]);
+        cmd.env("CONSUL_CACERT", &ca)
+            .env("CONSUL_CLIENT_CERT", &cert)
+            .env("CONSUL_CLIENT_KEY", &key);
+        let mut d = Daemon::spawn_command(cmd);
+        let status = d.wait_exit(SOON);
+        let log = d.log();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{name}: {log}");
+        assert!(
+            log.contains(name) && log.contains("encrypted keys are not supported"),
+            "{name}: {log}"
+        );
+    }
 }
 
 #[test]
