@@ -304,6 +304,81 @@ fn read_pem_key(path: &Path) -> Result<PrivateKey<'static>, String> {
         .ok_or_else(|| format!("{}: no private key found", path.display()))
 }
 
+/// A Consul ACL token is a 36-character UUID: a file this large is not one
+/// (and would only be sent to Consul as a huge header).
+const MAX_TOKEN_FILE_BYTES: u64 = 4 * 1024;
+
+/// Why a token file was refused; never shows the token.
+#[derive(Debug)]
+enum TokenFileError {
+    Io(std::io::Error),
+    NotRegular,
+    TooLarge,
+    Empty,
+    NotAToken,
+}
+
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileError::Io(e) => write!(f, "{e}"),
+            TokenFileError::NotRegular => f.write_str("not a regular file"),
+            TokenFileError::TooLarge => {
+                write!(f, "larger than {MAX_TOKEN_FILE_BYTES} bytes: not a token")
+            }
+            TokenFileError::Empty => f.write_str("empty"),
+            TokenFileError::NotAToken => {
+                f.write_str("holds characters a token cannot have (only visible ASCII)")
+            }
+        }
+    }
+}
+
+/// Read the token file on the poller thread without ever blocking it: the
+/// open is non-blocking (a FIFO without a writer would wait forever), only
+/// a regular file is read, and only up to the bound.
+fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(TokenFileError::Io)?;
+    let meta = file.metadata().map_err(TokenFileError::Io)?;
+    if !meta.is_file() {
+        return Err(TokenFileError::NotRegular);
+    }
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(TokenFileError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    // The file may grow between the check and the read.
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(TokenFileError::Io)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(TokenFileError::TooLarge);
+    }
+    token_from_file_text(&bytes)
+}
+
+/// The token in a file's bytes: surrounding whitespace (a final newline)
+/// dropped; it goes into a header, so only visible ASCII. An empty file (a
+/// rotation half done) is an error, not the anonymous token: the grace
+/// period then keeps the node, where Consul's answer to an anonymous query
+/// would drop it.
+fn token_from_file_text(bytes: &[u8]) -> Result<String, TokenFileError> {
+    let token = bytes.trim_ascii();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty);
+    }
+    if !token.iter().all(u8::is_ascii_graphic) {
+        return Err(TokenFileError::NotAToken);
+    }
+    Ok(String::from_utf8_lossy(token).into_owned())
+}
+
 /// Where the system keeps its CA bundle (Debian, RHEL, Alpine, SUSE).
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -411,9 +486,9 @@ impl Client {
     /// token is used), then the variable.
     fn token(&self) -> Result<Option<String>, PollError> {
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path)
+            let token = read_token_file(path)
                 .map_err(|e| PollError::Token(format!("{}: {e}", path.display())))?;
-            return Ok(Some(text.trim().to_owned()));
+            return Ok(Some(token));
         }
         Ok(self.token.as_ref().map(|t| t.0.clone()))
     }
@@ -673,6 +748,9 @@ mod tests {
         );
     }
 
+    /// Only a panic ends the thread early (which aborts the release build);
+    /// where it unwinds, the loop sees the thread gone and ends with an
+    /// error rather than waiting for an answer that never comes.
     #[test]
     fn a_dead_poller_thread_is_noticed_not_waited_for() {
         let poll = mio::Poll::new().unwrap();
@@ -715,9 +793,6 @@ mod tests {
         );
     }
 
-    /// Only a panic ends the thread early (which aborts the release build);
-    /// where it unwinds, the loop sees the thread gone and ends with an
-    /// error rather than waiting for an answer that never comes.
     #[test]
     fn a_node_listed_twice_is_counted_once_even_when_not_adjacent() {
         // Sorted newest first, `a` comes first and last: two nodes, not three.
@@ -732,5 +807,18 @@ mod tests {
                 all: vec!["a:8200".into(), "b:8200".into()]
             }
         );
+    }
+
+    #[test]
+    fn a_token_file_holds_one_visible_ascii_token() {
+        let token = |text: &[u8]| token_from_file_text(text).map_err(|e| e.to_string());
+        assert_eq!(
+            token(b"  3f0c9c1e-5a7b-4c3d-9e2f-1a2b3c4d5e6f\n").as_deref(),
+            Ok("3f0c9c1e-5a7b-4c3d-9e2f-1a2b3c4d5e6f")
+        );
+        assert_eq!(token(b"\n"), Err("empty".to_owned()));
+        for bad in [&b"to\r\nX-Evil: 1"[..], b"tok en", b"t\xc3\xa4"] {
+            assert!(token(bad).unwrap_err().contains("cannot have"), "{bad:?}");
+        }
     }
 }
