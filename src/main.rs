@@ -136,22 +136,30 @@ fn run(config: &Config) -> Result<(), u8> {
         config.poll_interval.as_secs_f64(),
     );
     site.update(&tracker);
-    if let Some(soft) = limits::raise_descriptor_limit(config.limits.max_connections) {
-        if soft < config.limits.max_connections as u64 {
+    // Client connections leave a reserve of descriptors for discovery, TLS
+    // reloads and logging: they could otherwise take them all.
+    let mut conn_limits = config.limits;
+    if let Some(soft) = limits::raise_descriptor_limit(conn_limits.max_connections) {
+        let cap = limits::connection_cap(conn_limits.max_connections, soft);
+        if cap < conn_limits.max_connections {
             log::warn!(
-                "Open-file limit is {soft}: fewer than {} connections can be served at once",
-                config.limits.max_connections
+                "Open-file limit is {soft}: accepting at most {cap} connections at once, not {} \
+                 ({} descriptors are kept for Consul, TLS files and logging)",
+                conn_limits.max_connections,
+                limits::DESCRIPTOR_RESERVE
             );
+            conn_limits.max_connections = cap;
         }
     }
     let mut reactor =
-        reactor::Reactor::new(listener, site, tracker, client, pacing, config.limits, tls)
-            .map_err(|e| {
+        reactor::Reactor::new(listener, site, tracker, client, pacing, conn_limits, tls).map_err(
+            |e| {
                 fail(
                     EXIT_ERROR,
                     format_args!("Could not start the event loop: {e}"),
                 )
-            })?;
+            },
+        )?;
     if config.cert_path.is_some() {
         log::warn!(
             "Setting TCP TLS listener on port {} for HTTPS requests (listening on {bound})",

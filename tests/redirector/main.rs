@@ -11,6 +11,7 @@ mod cli;
 mod consul_changes;
 mod consul_client;
 mod consul_data;
+mod descriptors;
 mod hostile;
 mod pki;
 mod requests;
