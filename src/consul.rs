@@ -4,7 +4,7 @@
 //! `tracker`'s job, not this module's.
 
 use crate::consul_settings::{ConsulSettings, Secret};
-use crate::target::{Target, UnusableTarget, format_target};
+use crate::target::{self, Target, UnusableTarget, format_target};
 use mio::Waker;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -120,7 +120,10 @@ pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Parsed, PollError> {
         };
         // A negative or fractional port is no port either.
         let Some(port_number) = port.as_u64() else {
-            unusable.push(format!("Service.Port: port {port} is not in 1..=65535"));
+            let node = target::shown(host);
+            unusable.push(format!(
+                "Node.{host_key} {node}: port {port} is not in 1..=65535"
+            ));
             continue;
         };
         match format_target(host, port_number) {
@@ -129,7 +132,9 @@ pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Parsed, PollError> {
                 candidates.push((modified, target));
             }
             Err(e @ UnusableTarget::Host(_)) => unusable.push(format!("Node.{host_key}: {e}")),
-            Err(e @ UnusableTarget::Port(_)) => unusable.push(format!("Service.Port: {e}")),
+            Err(e @ UnusableTarget::Port(_)) => {
+                unusable.push(format!("Node.{host_key} {}: {e}", target::shown(host)));
+            }
         }
     }
     Ok(Parsed {
@@ -820,5 +825,26 @@ mod tests {
         for bad in [&b"to\r\nX-Evil: 1"[..], b"tok en", b"t\xc3\xa4"] {
             assert!(token(bad).unwrap_err().contains("cannot have"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn unusable_active_entries_are_skipped_with_an_escaped_reason() {
+        let body = br#"[
+            {"Node":{"Node":"evil\r\nX-Injected: yes"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":"big"},"Service":{"Tags":["active"],"Port":99999,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":"neg"},"Service":{"Tags":["active"],"Port":-1,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":""},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":"good"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":1},"Checks":[]}]"#;
+        let parsed = parse_answer(body, false).unwrap();
+        assert_eq!(parsed.selection, Selection::One("good:8200".into()));
+        assert_eq!(
+            parsed.unusable,
+            [
+                r#"Node.Node: host "evil\r\nX-Injected: yes" is not a DNS name, an IPv4 or an IPv6 address"#,
+                r#"Node.Node "big": port 99999 is not in 1..=65535"#,
+                r#"Node.Node "neg": port -1 is not in 1..=65535"#,
+                r#"Node.Node: host "" is not a DNS name, an IPv4 or an IPv6 address"#,
+            ]
+        );
     }
 }

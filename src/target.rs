@@ -60,17 +60,22 @@ pub enum UnusableTarget {
 impl fmt::Display for UnusableTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UnusableTarget::Host(host) => {
-                let shown: String = host.chars().take(MAX_SHOWN_CHARS).collect();
-                let more = if shown.len() < host.len() { "..." } else { "" };
-                write!(
-                    f,
-                    "host {shown:?}{more} is not a DNS name, an IPv4 or an IPv6 address"
-                )
-            }
+            UnusableTarget::Host(host) => write!(
+                f,
+                "host {} is not a DNS name, an IPv4 or an IPv6 address",
+                shown(host)
+            ),
             UnusableTarget::Port(port) => write!(f, "port {port} is not in 1..=65535"),
         }
     }
+}
+
+/// A value from outside as a log line may show it: quoted and escaped
+/// (`{:?}`: CR, LF and escape sequences cannot forge lines) and shortened.
+pub fn shown(value: &str) -> String {
+    let start: String = value.chars().take(MAX_SHOWN_CHARS).collect();
+    let more = if start.len() < value.len() { "..." } else { "" };
+    format!("{start:?}{more}")
 }
 
 /// The target for `host` (an IPv6 literal with or without brackets) and
