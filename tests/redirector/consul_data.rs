@@ -60,7 +60,10 @@ fn unusable_node_names_and_ports_never_reach_a_client() {
         "{raw}"
     );
     assert!(!raw.contains("pwn") && !raw.contains("evil"), "{raw}");
-    assert_eq!(health_active(&d), serde_json::Value::Null);
+    let health = get(d.addr, "/vault-redirector-health").json();
+    assert_eq!(health["active_vault"], serde_json::Value::Null);
+    let warning = health["consul_warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("cannot be a redirect target"), "{health}");
 
     // Each reason reaches the log, escaped: no forged log line.
     let log = d.log();
