@@ -6,6 +6,7 @@ mod cli;
 mod discovery;
 mod http;
 mod logging;
+mod pem;
 mod server;
 
 /// Captured Consul answers, shared with the black-box tests.
@@ -77,10 +78,14 @@ fn run(config: &Config) -> Result<(), u8> {
         log::info!("Sending a Consul ACL token with every query");
     }
     let sent = Instant::now();
-    let answer = match client.fetch(consul::Query {
+    let fetched = client.fetch(consul::Query {
         index: 0,
         wait: None,
-    }) {
+    });
+    if let Ok(answer) = &fetched {
+        tracker::warn_unusable(&answer.unusable);
+    }
+    let answer = match fetched {
         Ok(answer) if answer.selection == Selection::None => {
             log::error!("NO vault services found with health check passing");
             if !client.has_token() {
@@ -109,7 +114,8 @@ fn run(config: &Config) -> Result<(), u8> {
     log::warn!("Initial Vault active node: {active}");
     let now = Instant::now();
     let pacing = pacing::Pacing::new(config.poll_interval, answer.index, sent, now);
-    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent);
+    let tracker = tracker::Tracker::new(config.poll_interval, active, &answer.agent)
+        .with_unusable(answer.unusable);
 
     let cannot_listen = |e: std::io::Error| {
         fail(
@@ -127,22 +133,30 @@ fn run(config: &Config) -> Result<(), u8> {
         config.poll_interval.as_secs_f64(),
     );
     site.update(&tracker);
-    if let Some(soft) = limits::raise_descriptor_limit(config.limits.max_connections) {
-        if soft < config.limits.max_connections as u64 {
+    // Client connections leave a reserve of descriptors for discovery, TLS
+    // reloads and logging: they could otherwise take them all.
+    let mut conn_limits = config.limits;
+    if let Some(soft) = limits::raise_descriptor_limit(conn_limits.max_connections) {
+        let cap = limits::connection_cap(conn_limits.max_connections, soft);
+        if cap < conn_limits.max_connections {
             log::warn!(
-                "Open-file limit is {soft}: fewer than {} connections can be served at once",
-                config.limits.max_connections
+                "Open-file limit is {soft}: accepting at most {cap} connections at once, not {} \
+                 ({} descriptors are kept for Consul, TLS files and logging)",
+                conn_limits.max_connections,
+                limits::DESCRIPTOR_RESERVE
             );
+            conn_limits.max_connections = cap;
         }
     }
     let mut reactor =
-        reactor::Reactor::new(listener, site, tracker, client, pacing, config.limits, tls)
-            .map_err(|e| {
+        reactor::Reactor::new(listener, site, tracker, client, pacing, conn_limits, tls).map_err(
+            |e| {
                 fail(
                     EXIT_ERROR,
                     format_args!("Could not start the event loop: {e}"),
                 )
-            })?;
+            },
+        )?;
     if config.cert_path.is_some() {
         log::warn!(
             "Setting TCP TLS listener on port {} for HTTPS requests (listening on {bound})",

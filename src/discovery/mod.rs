@@ -4,4 +4,5 @@
 
 pub mod consul;
 pub mod pacing;
+pub mod target;
 pub mod tracker;

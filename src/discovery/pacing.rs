@@ -1,15 +1,21 @@
 //! When to ask Consul next, and with which blocking index: long polls that
 //! Consul releases on a change, a floor between queries so a flapping
-//! cluster cannot make the poller spin, and a growing back-off after errors.
-//! Pure logic; the reactor keeps the clock.
+//! cluster cannot make the poller spin, a growing back-off after errors, and
+//! a last try just before the grace period drops the active node. Pure
+//! logic; the reactor keeps the clock.
 
 use crate::discovery::consul::Query;
+use crate::discovery::tracker::GRACE_INTERVALS;
 use std::time::{Duration, Instant};
 
 /// The least time between the starts of two queries.
 pub const MIN_GAP: Duration = Duration::from_millis(100);
 /// The first retry after an error; doubled per error up to the poll interval.
 pub const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// The last try before the grace period ends starts this long before it:
+/// time for a local agent to answer, so that an outage shorter than the
+/// grace period never reaches clients as a 503.
+pub const LAST_TRY_LEAD: Duration = Duration::from_millis(100);
 
 pub struct Pacing {
     interval: Duration,
@@ -18,6 +24,8 @@ pub struct Pacing {
     /// `X-Consul-Index` of the last answer; 0 for none (plain polling).
     index: u64,
     errors: u32,
+    /// Since when every query has failed, as the tracker counts it.
+    failing_since: Option<Instant>,
 }
 
 impl Pacing {
@@ -28,6 +36,7 @@ impl Pacing {
             next: now,
             index: 0,
             errors: 0,
+            failing_since: None,
         };
         pacing.on_answer(index, sent, now);
         pacing
@@ -54,6 +63,7 @@ impl Pacing {
 
     fn after_answer(&mut self, index: Option<u64>, sent: Instant, now: Instant) -> Instant {
         self.errors = 0;
+        self.failing_since = None;
         let asked_with = self.index;
         self.index = match index {
             // An index that goes backwards (a Consul snapshot restore, another
@@ -70,12 +80,20 @@ impl Pacing {
         }
     }
 
-    /// A failed query: start over without an index, after a back-off.
+    /// A failed query: start over without an index, after a back-off, but
+    /// try once more just before the grace period ends if the back-off
+    /// would only try after it.
     pub fn on_error(&mut self, now: Instant) -> Instant {
         self.index = 0;
         self.errors = self.errors.saturating_add(1);
         let factor = 1u32 << (self.errors - 1).min(16);
-        self.next = now + FIRST_RETRY.saturating_mul(factor).min(self.interval);
+        let backed_off = now + FIRST_RETRY.saturating_mul(factor).min(self.interval);
+        let since = *self.failing_since.get_or_insert(now);
+        let last_try = (since + self.interval * GRACE_INTERVALS).checked_sub(LAST_TRY_LEAD);
+        self.next = match last_try {
+            Some(at) if now < at && at < backed_off => at,
+            _ => backed_off,
+        };
         self.next
     }
 }
@@ -85,6 +103,7 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
+    const MILLI: Duration = Duration::from_millis(1);
 
     #[test]
     fn blocks_with_the_last_index_and_the_interval_as_wait() {
@@ -174,5 +193,45 @@ mod tests {
             FIRST_RETRY,
             "an answer resets the back-off"
         );
+    }
+
+    #[test]
+    fn a_last_try_comes_just_before_the_grace_period_ends() {
+        // -p 1: the node is dropped 2 s after the first failure; the back-off
+        // alone would next try at +2.75 s, after the drop.
+        let t = Instant::now();
+        let mut p = Pacing::new(SECOND, Some(50), t, t);
+        let mut at = t;
+        let mut tries = Vec::new();
+        for _ in 0..5 {
+            at = p.on_error(at);
+            tries.push(at - t);
+        }
+        let last_try = 2 * SECOND - LAST_TRY_LEAD;
+        assert_eq!(
+            tries,
+            [
+                250 * MILLI,
+                750 * MILLI,
+                1750 * MILLI,
+                last_try,
+                last_try + SECOND
+            ]
+        );
+        // An answer ends the episode: the next one has its own last try.
+        let t2 = at + 10 * SECOND;
+        p.on_answer(None, t2, t2);
+        assert_eq!(p.on_error(t2) - t2, FIRST_RETRY);
+        assert_eq!(
+            p.on_error(t2 + 1750 * MILLI) - t2,
+            2 * SECOND - LAST_TRY_LEAD
+        );
+    }
+
+    #[test]
+    fn a_grace_period_shorter_than_the_lead_adds_no_try() {
+        let t = Instant::now();
+        let mut p = Pacing::new(Duration::from_millis(20), Some(50), t, t);
+        assert_eq!(p.on_error(t) - t, Duration::from_millis(20));
     }
 }

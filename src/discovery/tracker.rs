@@ -3,15 +3,16 @@
 //! agent restart invisible to clients. Logs the lines operators grep for.
 //! No I/O besides logging.
 
-use crate::discovery::consul::{PollError, Selection, Target};
+use crate::discovery::consul::{PollError, Selection};
+use crate::discovery::target::Target;
 use crate::logging;
 use crate::server::health::local_timestamp;
 use log::Level;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Poll intervals without an answer from Consul after which the last known
-/// active node is dropped.
-const GRACE_INTERVALS: u32 = 2;
+/// active node is dropped (`pacing` makes a last try just before).
+pub const GRACE_INTERVALS: u32 = 2;
 
 pub struct Tracker {
     grace: Duration,
@@ -28,9 +29,24 @@ pub struct Tracker {
     agent: Option<String>,
     /// Something odd about the answers that is not an error (shown in health).
     warning: Option<String>,
+    /// Why the last answer's skipped entries were skipped, so that an
+    /// unchanged answer is not logged again at every poll.
+    unusable: Vec<String>,
 }
 
 /// Shown while Consul answers "no active node" and we send no ACL token.
+/// Shown while Consul's only active entries are not usable redirect targets.
+pub const UNUSABLE_HINT: &str = "Consul lists an active Vault node whose name or port cannot be \
+     a redirect target: it is skipped (see the log)";
+
+/// Log why active entries of an answer were skipped; every value in them is
+/// escaped already (`target::UnusableTarget`).
+pub fn warn_unusable(unusable: &[String]) {
+    for reason in unusable {
+        log::warn!("Skipping an active Vault node that is not a usable redirect target: {reason}");
+    }
+}
+
 pub const NO_TOKEN_HINT: &str = "Consul returned no passing active Vault node and no Consul ACL token is \
      configured: with default-deny ACLs Consul answers an empty list. Set CONSUL_HTTP_TOKEN, \
      CONSUL_HTTP_TOKEN_FILE or --consul-token-file (policy: service read, node_prefix read)";
@@ -46,7 +62,15 @@ impl Tracker {
             last_error: None,
             agent: Some(agent.to_owned()),
             warning: None,
+            unusable: Vec::new(),
         }
+    }
+
+    /// The start-up answer's skipped entries (logged by then), so that the
+    /// same answer is not logged again at the next poll.
+    pub fn with_unusable(mut self, unusable: Vec<String>) -> Tracker {
+        self.unusable = unusable;
+        self
     }
 
     pub fn agent(&self) -> Option<&str> {
@@ -58,7 +82,7 @@ impl Tracker {
     }
 
     pub fn active(&self) -> Option<&str> {
-        self.active.as_deref()
+        self.active.as_ref().map(Target::as_str)
     }
 
     pub fn last_poll_time(&self) -> Option<&str> {
@@ -69,11 +93,13 @@ impl Tracker {
         self.last_error.as_deref()
     }
 
-    /// An answer from `agent` ("no active node" is an answer too);
-    /// `has_token` says whether an ACL token was sent.
+    /// An answer from `agent` ("no active node" is an answer too), with the
+    /// reasons its unusable active entries were skipped; `has_token` says
+    /// whether an ACL token was sent.
     pub fn on_answer(
         &mut self,
         selection: Selection,
+        unusable: Vec<String>,
         agent: &str,
         has_token: bool,
         wall: SystemTime,
@@ -84,8 +110,16 @@ impl Tracker {
         if self.agent.as_deref() != Some(agent) {
             self.agent = Some(agent.to_owned());
         }
-        let hint = (selection == Selection::None && !has_token).then_some(NO_TOKEN_HINT);
-        if hint.is_some() && self.warning.is_none() {
+        if unusable != self.unusable {
+            warn_unusable(&unusable);
+            self.unusable = unusable;
+        }
+        let hint = match selection {
+            Selection::None if !self.unusable.is_empty() => Some(UNUSABLE_HINT),
+            Selection::None if !has_token => Some(NO_TOKEN_HINT),
+            _ => None,
+        };
+        if hint == Some(NO_TOKEN_HINT) && self.warning.as_deref() != hint {
             log::warn!("{NO_TOKEN_HINT}");
         }
         self.warning = hint.map(str::to_owned);
@@ -130,10 +164,11 @@ impl Tracker {
 
     fn set_active(&mut self, new: Option<Target>) {
         if new != self.active {
+            let name = |t: &Option<Target>| t.as_ref().map_or("None", Target::as_str).to_owned();
             log::warn!(
                 "Active vault node changed from {} to {}",
-                self.active.as_deref().unwrap_or("None"),
-                new.as_deref().unwrap_or("None")
+                name(&self.active),
+                name(&new)
             );
             self.active = new;
         }
@@ -155,16 +190,29 @@ mod tests {
         let mut t = tracker();
         t.on_answer(
             Selection::One("b:8200".into()),
+            Vec::new(),
             "consul:8500",
             false,
             SystemTime::now(),
         );
         assert_eq!(t.active(), Some("b:8200"));
-        t.on_answer(Selection::None, "consul-b:8500", true, SystemTime::now());
+        t.on_answer(
+            Selection::None,
+            Vec::new(),
+            "consul-b:8500",
+            true,
+            SystemTime::now(),
+        );
         assert_eq!(t.active(), None);
         assert_eq!(t.agent(), Some("consul-b:8500"));
         assert_eq!(t.warning(), None, "a token was sent");
-        t.on_answer(Selection::None, "consul-b:8500", false, SystemTime::now());
+        t.on_answer(
+            Selection::None,
+            Vec::new(),
+            "consul-b:8500",
+            false,
+            SystemTime::now(),
+        );
         assert_eq!(t.warning(), Some(NO_TOKEN_HINT));
         assert!(t.last_poll_time().is_some());
     }
@@ -213,6 +261,7 @@ mod tests {
         t.on_error(&PollError::Status(500, "boom".into()), t0 + 5 * SECOND);
         t.on_answer(
             Selection::One("a:8200".into()),
+            Vec::new(),
             "consul:8500",
             false,
             SystemTime::now(),

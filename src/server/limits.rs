@@ -33,12 +33,20 @@ impl Default for Limits {
     }
 }
 
+/// Descriptors kept for everything that is not a client connection: stdio,
+/// the listener, epoll, the waker, the signal pipe, Consul sockets (ureq
+/// keeps a few idle), name resolution, the token file, the TLS files on a
+/// reload. Client connections never take these: at RLIMIT_NOFILE 40, 60
+/// keep-alive clients once made the token file unreadable and, after the
+/// grace period, every client got a 503.
+pub const DESCRIPTOR_RESERVE: u64 = 32;
+/// However low the open-file limit, serve at least this many clients.
+const MIN_CONNECTIONS: usize = 1;
+
 /// Raise the soft limit on open descriptors towards the hard limit, so the
 /// connection cap, not a distribution's default of 1024, is what binds.
 /// Returns the soft limit in force afterwards.
 pub fn raise_descriptor_limit(max_connections: usize) -> Option<u64> {
-    // Listener, epoll, waker, signal pipe, Consul socket, stdio, slack.
-    const RESERVED: u64 = 32;
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -48,7 +56,7 @@ pub fn raise_descriptor_limit(max_connections: usize) -> Option<u64> {
         return None;
     }
     let wanted = (max_connections as u64)
-        .saturating_add(RESERVED)
+        .saturating_add(DESCRIPTOR_RESERVE)
         .min(rl.rlim_max);
     if wanted > rl.rlim_cur {
         let raised = libc::rlimit {
@@ -60,4 +68,26 @@ pub fn raise_descriptor_limit(max_connections: usize) -> Option<u64> {
         }
     }
     Some(rl.rlim_cur)
+}
+
+/// How many client connections fit beside the reserve under the soft
+/// open-file limit `soft`: the cap the loop accepts up to.
+pub fn connection_cap(max_connections: usize, soft: u64) -> usize {
+    let fits = usize::try_from(soft.saturating_sub(DESCRIPTOR_RESERVE)).unwrap_or(usize::MAX);
+    max_connections.min(fits).max(MIN_CONNECTIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_the_reserve_free() {
+        assert_eq!(connection_cap(10_000, 40), 8);
+        assert_eq!(connection_cap(10_000, 1024), 1024 - 32);
+        assert_eq!(connection_cap(10_000, 65_536), 10_000);
+        assert_eq!(connection_cap(5, 40), 5);
+        assert_eq!(connection_cap(10_000, 20), MIN_CONNECTIONS);
+        assert_eq!(connection_cap(10_000, u64::MAX), 10_000);
+    }
 }

@@ -3,7 +3,7 @@
 //! thread, signals, connection deadlines and shutdown. Never blocks on
 //! anything but `poll`.
 
-use crate::discovery::consul::{Client, PollError, Poller};
+use crate::discovery::consul::{Client, Poller};
 use crate::discovery::pacing::Pacing;
 use crate::discovery::tracker::Tracker;
 use crate::logging;
@@ -53,7 +53,6 @@ pub struct Reactor {
     tracker: Tracker,
     consul: Client,
     poller: Poller,
-    waker: Arc<Waker>,
     signals: Signals,
     pacing: Pacing,
     poll_in_flight: bool,
@@ -92,7 +91,7 @@ impl Reactor {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let poller = Poller::spawn(consul.clone(), Arc::clone(&waker))?;
+        let poller = Poller::spawn(consul.clone(), waker)?;
         Ok(Reactor {
             poll,
             listener: Some(listener),
@@ -103,7 +102,6 @@ impl Reactor {
             tracker,
             consul,
             poller,
-            waker,
             signals,
             pacing,
             poll_in_flight: false,
@@ -134,7 +132,7 @@ impl Reactor {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
-                    WAKER => self.take_poll_outcomes(now),
+                    WAKER => self.take_poll_outcomes(now)?,
                     SIGNALS => {
                         if self.handle_signals(now) {
                             return Ok(());
@@ -149,7 +147,7 @@ impl Reactor {
                 }
             }
             self.accept(now);
-            self.run_timers(now);
+            self.run_timers(now)?;
             if let Some(by) = self.shutdown_by {
                 if self.conns.is_empty() || now >= by {
                     log::warn!("Shutdown complete");
@@ -291,9 +289,9 @@ impl Reactor {
         }
     }
 
-    fn run_timers(&mut self, now: Instant) {
+    fn run_timers(&mut self, now: Instant) -> io::Result<()> {
         if !self.poll_in_flight && self.shutdown_by.is_none() && now >= self.pacing.next() {
-            self.start_poll(now);
+            self.start_poll(now)?;
         }
         if self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now) {
             self.site.update(&self.tracker);
@@ -307,6 +305,7 @@ impl Reactor {
                 self.reload_tls("a changed file");
             }
         }
+        Ok(())
     }
 
     /// New connections get the re-read pair; open ones keep theirs. A
@@ -324,30 +323,16 @@ impl Reactor {
         }
     }
 
-    fn start_poll(&mut self, now: Instant) {
-        let query = self.pacing.query();
-        if !self.poller.request(query) {
-            self.poller_died(now);
-            if !self.poller.request(query) {
-                return;
-            }
+    fn start_poll(&mut self, now: Instant) -> io::Result<()> {
+        if !self.poller.request(self.pacing.query()) {
+            return Err(poller_gone());
         }
         self.poll_in_flight = true;
         self.poll_sent = now;
+        Ok(())
     }
 
-    fn poller_died(&mut self, now: Instant) {
-        self.poll_in_flight = false;
-        self.pacing.on_error(now);
-        self.tracker.on_error(&PollError::PollerDied, now);
-        self.site.update(&self.tracker);
-        match Poller::spawn(self.consul.clone(), Arc::clone(&self.waker)) {
-            Ok(p) => self.poller = p,
-            Err(e) => log::error!("Cannot restart the Consul poller thread: {e}"),
-        }
-    }
-
-    fn take_poll_outcomes(&mut self, now: Instant) {
+    fn take_poll_outcomes(&mut self, now: Instant) -> io::Result<()> {
         // Wake-ups coalesce: take everything that is there.
         loop {
             match self.poller.try_outcome() {
@@ -359,6 +344,7 @@ impl Reactor {
                             let has_token = self.consul.has_token();
                             self.tracker.on_answer(
                                 answer.selection,
+                                answer.unusable,
                                 &answer.agent,
                                 has_token,
                                 SystemTime::now(),
@@ -371,11 +357,8 @@ impl Reactor {
                     }
                     self.site.update(&self.tracker);
                 }
-                Ok(None) => return,
-                Err(()) => {
-                    self.poller_died(now);
-                    return;
-                }
+                Ok(None) => return Ok(()),
+                Err(()) => return Err(poller_gone()),
             }
         }
     }
@@ -448,6 +431,17 @@ impl Reactor {
         }
         self.conns.retain(|_, conn| !conn.is_idle());
     }
+}
+
+/// The poller thread cannot fail: every failure of a query is a `PollError`
+/// answered over the channel, and the thread ends only when the loop drops
+/// its handle. Only a panic (a bug) can end it sooner, and the release build
+/// aborts the process on a panic (`panic = "abort"`), for its supervisor to
+/// restart. A build that unwinds (tests, debug) ends the loop here with an
+/// error instead: the same outcome, rather than a restart path that the
+/// release build could never run.
+fn poller_gone() -> io::Error {
+    io::Error::other("the Consul poller thread is gone (it panicked)")
 }
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {

@@ -42,6 +42,7 @@ fn read_pem(
 ) -> Result<(), TlsError> {
     let name = path.display();
     let bytes = std::fs::read(path).map_err(|e| TlsError(format!("{name}: cannot read: {e}")))?;
+    crate::pem::refuse_encrypted_keys(&bytes).map_err(|e| TlsError(format!("{name}: {e}")))?;
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&bytes) {
         let (kind, der) = section.map_err(|e| TlsError(format!("{name}: bad PEM: {e}")))?;
         match kind {

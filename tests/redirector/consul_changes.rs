@@ -163,3 +163,42 @@ fn several_passing_actives_pick_one_and_warn() {
         d.log()
     );
 }
+
+#[test]
+fn an_outage_shorter_than_the_grace_period_shows_no_503() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    // -p 1: a 2 s grace; retries at +0.25, +0.75, +1.75 s.
+    let d = Daemon::start(&["-P", "0", "-p", "1", &consul.host_port()]);
+    // A blocking query in flight sees the failure at once.
+    assert!(eventually(SOON, || consul
+        .requests()
+        .iter()
+        .any(|r| r.contains("index="))));
+    let addr = d.addr;
+    let watch_until = Instant::now() + Duration::from_millis(3500);
+    let watcher = std::thread::spawn(move || {
+        let mut codes = Vec::new();
+        while Instant::now() < watch_until {
+            codes.push((Instant::now(), get(addr, "/vault-redirector-health").code));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        codes
+    });
+    let failed_at = Instant::now();
+    consul.set(Answer::Status(500, "No cluster leader".into()));
+    std::thread::sleep(Duration::from_millis(1800));
+    consul.set(Answer::Json(active_node("vault-a", "10.0.0.1", 8200)));
+    let back_at = failed_at.elapsed();
+    let codes = watcher.join().unwrap();
+    let unhealthy: Vec<Duration> = codes
+        .iter()
+        .filter(|(_, code)| *code != 200)
+        .map(|(at, _)| at.saturating_duration_since(failed_at))
+        .collect();
+    assert!(
+        unhealthy.is_empty(),
+        "Consul back after {back_at:?}; 503 at {unhealthy:?}\n{}",
+        d.log()
+    );
+    assert!(d.count_log("Exception encountered when polling active node") >= 3);
+}

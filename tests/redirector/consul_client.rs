@@ -5,7 +5,7 @@
 use crate::client::get;
 use crate::daemon::{Daemon, SOON, command, eventually};
 use crate::fake_consul::{Answer, FakeConsul, active_node};
-use crate::pki::Pki;
+use crate::pki::{ENCRYPTED_LEGACY_KEY, ENCRYPTED_PKCS8_KEY, Pki};
 use crate::tls::{put, temp_dir};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -116,6 +116,116 @@ fn the_token_file_is_reread_so_a_rotated_token_is_used() {
     assert!(eventually(SOON, || location(&d).as_deref()
         == Some("http://vault-b:8200/v1/x")));
     let _ = std::fs::remove_file(file);
+}
+
+fn make_fifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn a_fifo_as_the_token_file_is_refused_at_start_up_not_waited_on() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let fifo = temp_dir().join("token-fifo");
+    make_fifo(&fifo);
+    let mut d = Daemon::spawn(&[
+        "-P",
+        "0",
+        "--consul-token-file",
+        fifo.to_str().unwrap(),
+        &consul.host_port(),
+    ]);
+    let status = d.wait_exit(SOON);
+    let log = d.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    assert!(log.contains("not a regular file"), "{log}");
+    assert_eq!(consul.request_count(), 0);
+}
+
+#[test]
+fn a_token_file_replaced_by_a_fifo_fails_the_poll_without_blocking_the_poller() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let dir = temp_dir();
+    let file = dir.join("token");
+    put(&file, "first-token\n");
+    let d = Daemon::start(&[
+        "-P",
+        "0",
+        "-p",
+        "0.2",
+        "--consul-token-file",
+        file.to_str().unwrap(),
+        &consul.host_port(),
+    ]);
+    let fifo = dir.join("token-fifo");
+    make_fifo(&fifo);
+    std::fs::rename(&fifo, &file).unwrap();
+    consul.set(Answer::Json(node("vault-b")));
+    let line = d
+        .wait_for_log("Exception encountered when polling active node", SOON)
+        .unwrap_or_else(|| panic!("the poller is stuck on the FIFO:\n{}", d.log()));
+    assert!(line.contains("not a regular file"), "{line}");
+    // The poller keeps trying (it was not stuck): a second failure is logged.
+    assert!(
+        d.wait_for_nth_log("not a regular file", 2, SOON).is_some(),
+        "{}",
+        d.log()
+    );
+    put(&file, "second-token");
+    assert!(eventually(SOON, || location(&d).as_deref()
+        == Some("http://vault-b:8200/v1/x")));
+}
+
+#[test]
+fn an_oversized_token_file_is_refused() {
+    let consul = FakeConsul::serving(node("vault-a"));
+    let file = temp_dir().join("token");
+    put(&file, &"a".repeat(64 * 1024));
+    let mut d = Daemon::spawn(&[
+        "-P",
+        "0",
+        "--consul-token-file",
+        file.to_str().unwrap(),
+        &consul.host_port(),
+    ]);
+    let status = d.wait_exit(SOON);
+    let log = d.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    assert!(log.contains("larger than"), "{log}");
+    assert!(!log.contains("aaaa"), "the token is never logged: {log}");
+    assert_eq!(consul.request_count(), 0);
+}
+
+#[test]
+fn an_encrypted_consul_client_key_exits_1_saying_it_is_not_supported() {
+    let pki = Pki::new();
+    let leaf = pki.leaf();
+    let consul = FakeConsul::start_tls(Answer::Json(node("vault-a")), leaf.server_config());
+    let dir = temp_dir();
+    let (ca, cert) = (dir.join("ca.pem"), dir.join("client.pem"));
+    put(&ca, &pki.ca_pem());
+    put(&cert, &leaf.cert_pem);
+    for (name, text) in [
+        ("pkcs8.key", ENCRYPTED_PKCS8_KEY),
+        ("legacy.key", ENCRYPTED_LEGACY_KEY),
+    ] {
+        let key = dir.join(name);
+        put(&key, text);
+        let mut cmd = command(&["-P", "0", &format!("https://{}", consul.host_port())]);
+        cmd.env("CONSUL_CACERT", &ca)
+            .env("CONSUL_CLIENT_CERT", &cert)
+            .env("CONSUL_CLIENT_KEY", &key);
+        let mut d = Daemon::spawn_command(cmd);
+        let status = d.wait_exit(SOON);
+        let log = d.log();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{name}: {log}");
+        assert!(
+            log.contains(name) && log.contains("encrypted keys are not supported"),
+            "{name}: {log}"
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,8 @@ mod fixtures;
 mod cli;
 mod consul_changes;
 mod consul_client;
+mod consul_data;
+mod descriptors;
 mod hostile;
 mod logging;
 mod pki;

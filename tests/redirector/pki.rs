@@ -98,3 +98,26 @@ impl Leaf {
         Arc::new(config)
     }
 }
+
+/// A throw-away P-256 key encrypted as PKCS#8 (`openssl pkcs8 -topk8 -v2
+/// aes-128-cbc`, passphrase `test`): the daemon cannot ask for a passphrase.
+pub const ENCRYPTED_PKCS8_KEY: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAgmp3cupALcxAICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEAQIEEJGupqQbYaoafyrHvggCXiYEgZDY
+gQr8FnU5ETqCmkX6RAKLjAKiQf6L5UQhk7JQOtZzARqAZHZVcHxHU587PsnfGv5X
+Dc8vU8F4wIGyHgSZEdo3cuCdhOCHnL2QlxAKWsALkmYMThbbwae70rqeHIdzV48Y
+w7H7w43QwfhidcrunFLhjvRAuRlAzS20WSzQjwIVgyvVszoLrrRazIV3Ej2r3SQ=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+
+/// The same kind of key in OpenSSL's legacy encrypted form (`openssl ec
+/// -aes128`): `Proc-Type: 4,ENCRYPTED` headers inside the PEM block.
+pub const ENCRYPTED_LEGACY_KEY: &str = "-----BEGIN EC PRIVATE KEY-----
+Proc-Type: 4,ENCRYPTED
+DEK-Info: AES-128-CBC,31B1B38B2B728B2DFEBA69191C4978CA
+
+uUeQw+ll/nOtcA8vf0qpe73E7jJFzLHSd0cTnykeKx/mEZK6D5WrffaIpFuHn/7J
+wHAWi2n/zKSvzaC0SV3u1YgTKjtdNFY2Q3HZAUGB4yZufXKijH6JNsLj8Y20yrBY
+iCPN5T0CNRuSrEbHNibNm9bZiBhHZXb6rxnJtte2Zpk=
+-----END EC PRIVATE KEY-----
+";

@@ -4,7 +4,7 @@
 
 use crate::daemon::{Daemon, SOON};
 use crate::fake_consul::{FakeConsul, active_node};
-use crate::pki::{Leaf, Pki};
+use crate::pki::{ENCRYPTED_LEGACY_KEY, ENCRYPTED_PKCS8_KEY, Leaf, Pki};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
@@ -231,6 +231,34 @@ fn bad_certificate_files_exit_1_with_one_line_naming_the_file() {
             c.request_count(),
             0,
             "nothing happens before the certificate is good"
+        );
+    }
+}
+
+#[test]
+fn encrypted_listener_keys_exit_1_saying_they_are_not_supported() {
+    let leaf = Pki::new().leaf();
+    let dir = temp_dir();
+    let cert = dir.join("c.pem");
+    put(&cert, &leaf.cert_pem);
+    let c = consul();
+    for (name, text) in [
+        ("pkcs8.key", ENCRYPTED_PKCS8_KEY),
+        ("legacy.key", ENCRYPTED_LEGACY_KEY),
+    ] {
+        let key = dir.join(name);
+        put(&key, text);
+        let (cert, key, hp) = (cert.to_str().unwrap(), key.to_str().unwrap(), c.host_port());
+        let mut d = Daemon::spawn(&["-P", "0", "-c", cert, "-k", key, &hp]);
+        let status = d.wait_exit(SOON).expect("exits");
+        let log = d.log();
+        assert_eq!(status.code(), Some(1), "{name}: {log}");
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.starts_with("ERROR: TLS: ")
+                && log.contains(name)
+                && log.contains("encrypted keys are not supported"),
+            "{name}: {log}"
         );
     }
 }

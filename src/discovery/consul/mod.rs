@@ -5,9 +5,11 @@
 
 pub mod settings;
 
+use crate::discovery::target::{self, Target, UnusableTarget, format_target};
 use mio::Waker;
 use serde_json::Value;
 use settings::{ConsulSettings, Secret};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
@@ -28,10 +30,6 @@ const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 /// How much of an error answer's body goes into the log line.
 const MAX_ERROR_TEXT: usize = 200;
-
-/// Where the active Vault node is: the `host:port` the Location points at,
-/// as logged and shown in the health JSON.
-pub type Target = String;
 
 /// What one Consul answer says about the active node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +63,6 @@ pub enum PollError {
     Json(String),
     /// The ACL token file cannot be read.
     Token(String),
-    /// The poller thread is gone (it panicked); restarted on the next poll.
-    PollerDied,
 }
 
 impl fmt::Display for PollError {
@@ -84,30 +80,31 @@ impl fmt::Display for PollError {
             PollError::Status(code, text) => write!(f, "Consul answered HTTP {code}: {text}"),
             PollError::Token(e) => write!(f, "cannot read the Consul ACL token file {e}"),
             PollError::Json(e) => write!(f, "Consul's answer is not a health service list: {e}"),
-            PollError::PollerDied => write!(f, "the Consul poller thread died; restarting it"),
         }
     }
 }
 
-/// Turn a target host into the form a URL authority needs.
-pub fn format_target(host: &str, port: u64) -> Target {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+/// What one health answer says: the active node, and why active entries
+/// were skipped as not a usable redirect target (escaped, for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub selection: Selection,
+    pub unusable: Vec<String>,
 }
 
 /// Parse `/v1/health/service/vault` JSON into the active node. Entries must
 /// carry the `active` tag and have every check passing: we ask Consul for
 /// exactly that (`?passing&tag=active`), and check again so that a crashed
-/// active node, which keeps its tag, is never chosen.
-pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Selection, PollError> {
+/// active node, which keeps its tag, is never chosen. Whoever can register
+/// a node in Consul controls its name and port: an entry whose host or port
+/// is not a usable redirect target is skipped, never put in a Location.
+pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Parsed, PollError> {
     let json: Value = serde_json::from_slice(body).map_err(|e| PollError::Json(e.to_string()))?;
     let entries = json
         .as_array()
         .ok_or_else(|| PollError::Json("expected a JSON list".into()))?;
     let mut candidates: Vec<(u64, Target)> = Vec::new();
+    let mut unusable = Vec::new();
     for entry in entries {
         let service = &entry["Service"];
         let node = &entry["Node"];
@@ -117,20 +114,35 @@ pub fn parse_answer(body: &[u8], use_ip: bool) -> Result<Selection, PollError> {
             continue;
         }
         let host_key = if use_ip { "Address" } else { "Node" };
-        let (Some(host), Some(port)) = (node[host_key].as_str(), service["Port"].as_u64()) else {
+        let (Some(host), Some(port)) = (node[host_key].as_str(), service["Port"].as_number())
+        else {
             return Err(PollError::Json(format!(
                 "an active entry lacks Node.{host_key} or Service.Port"
             )));
         };
-        if host.is_empty() {
-            return Err(PollError::Json(format!(
-                "an active entry has an empty Node.{host_key}"
-            )));
+        // A negative or fractional port is no port either.
+        let Some(port_number) = port.as_u64() else {
+            let node = target::shown(host);
+            unusable.push(format!(
+                "Node.{host_key} {node}: port {port} is not in 1..=65535"
+            ));
+            continue;
+        };
+        match format_target(host, port_number) {
+            Ok(target) => {
+                let modified = service["ModifyIndex"].as_u64().unwrap_or(0);
+                candidates.push((modified, target));
+            }
+            Err(e @ UnusableTarget::Host(_)) => unusable.push(format!("Node.{host_key}: {e}")),
+            Err(e @ UnusableTarget::Port(_)) => {
+                unusable.push(format!("Node.{host_key} {}: {e}", target::shown(host)));
+            }
         }
-        let modified = service["ModifyIndex"].as_u64().unwrap_or(0);
-        candidates.push((modified, format_target(host, port)));
     }
-    Ok(choose(candidates))
+    Ok(Parsed {
+        selection: choose(candidates),
+        unusable,
+    })
 }
 
 fn all_checks_passing(checks: &Value) -> bool {
@@ -145,7 +157,10 @@ fn all_checks_passing(checks: &Value) -> bool {
 /// (the node that most recently became active), ties broken by name.
 fn choose(mut candidates: Vec<(u64, Target)>) -> Selection {
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    candidates.dedup_by(|a, b| a.1 == b.1);
+    // A node registered twice (several service instances) counts once, at
+    // its newest registration, wherever the other one sorted.
+    let mut seen = HashSet::new();
+    candidates.retain(|(_, target)| seen.insert(target.clone()));
     match candidates.len() {
         0 => Selection::None,
         1 => Selection::One(candidates.remove(0).1),
@@ -171,6 +186,8 @@ pub struct Query {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub selection: Selection,
+    /// Why active entries were skipped (see `Parsed`).
+    pub unusable: Vec<String>,
     /// `X-Consul-Index`, for the next blocking query.
     pub index: Option<u64>,
     /// The agent that answered, as configured.
@@ -264,6 +281,7 @@ fn percent_encode(text: &str) -> String {
 
 fn read_pem(path: &Path) -> Result<Vec<PemItem<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    crate::pem::refuse_encrypted_keys(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     parse_pem(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", path.display()))
@@ -291,6 +309,81 @@ fn read_pem_key(path: &Path) -> Result<PrivateKey<'static>, String> {
             _ => None,
         })
         .ok_or_else(|| format!("{}: no private key found", path.display()))
+}
+
+/// A Consul ACL token is a 36-character UUID: a file this large is not one
+/// (and would only be sent to Consul as a huge header).
+const MAX_TOKEN_FILE_BYTES: u64 = 4 * 1024;
+
+/// Why a token file was refused; never shows the token.
+#[derive(Debug)]
+enum TokenFileError {
+    Io(std::io::Error),
+    NotRegular,
+    TooLarge,
+    Empty,
+    NotAToken,
+}
+
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileError::Io(e) => write!(f, "{e}"),
+            TokenFileError::NotRegular => f.write_str("not a regular file"),
+            TokenFileError::TooLarge => {
+                write!(f, "larger than {MAX_TOKEN_FILE_BYTES} bytes: not a token")
+            }
+            TokenFileError::Empty => f.write_str("empty"),
+            TokenFileError::NotAToken => {
+                f.write_str("holds characters a token cannot have (only visible ASCII)")
+            }
+        }
+    }
+}
+
+/// Read the token file on the poller thread without ever blocking it: the
+/// open is non-blocking (a FIFO without a writer would wait forever), only
+/// a regular file is read, and only up to the bound.
+fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(TokenFileError::Io)?;
+    let meta = file.metadata().map_err(TokenFileError::Io)?;
+    if !meta.is_file() {
+        return Err(TokenFileError::NotRegular);
+    }
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(TokenFileError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    // The file may grow between the check and the read.
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(TokenFileError::Io)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(TokenFileError::TooLarge);
+    }
+    token_from_file_text(&bytes)
+}
+
+/// The token in a file's bytes: surrounding whitespace (a final newline)
+/// dropped; it goes into a header, so only visible ASCII. An empty file (a
+/// rotation half done) is an error, not the anonymous token: the grace
+/// period then keeps the node, where Consul's answer to an anonymous query
+/// would drop it.
+fn token_from_file_text(bytes: &[u8]) -> Result<String, TokenFileError> {
+    let token = bytes.trim_ascii();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty);
+    }
+    if !token.iter().all(u8::is_ascii_graphic) {
+        return Err(TokenFileError::NotAToken);
+    }
+    Ok(String::from_utf8_lossy(token).into_owned())
 }
 
 /// Where the system keeps its CA bundle (Debian, RHEL, Alpine, SUSE).
@@ -398,9 +491,9 @@ impl Client {
     /// token is used), then the variable.
     fn token(&self) -> Result<Option<String>, PollError> {
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path)
+            let token = read_token_file(path)
                 .map_err(|e| PollError::Token(format!("{}: {e}", path.display())))?;
-            return Ok(Some(text.trim().to_owned()));
+            return Ok(Some(token));
         }
         Ok(self.token.as_ref().map(|t| t.0.clone()))
     }
@@ -481,8 +574,10 @@ impl Client {
             let short: String = line.chars().take(MAX_ERROR_TEXT).collect();
             return Err(PollError::Status(status, short));
         }
+        let parsed = parse_answer(&body, self.use_ip)?;
         Ok(Answer {
-            selection: parse_answer(&body, self.use_ip)?,
+            selection: parsed.selection,
+            unusable: parsed.unusable,
             index,
             agent: self.names[i].clone(),
         })
@@ -561,11 +656,11 @@ mod tests {
     fn real_answer_gives_node_name_or_ip() {
         let body = fixture("health_service_vault_passing_active.json");
         assert_eq!(
-            parse_answer(&body, false).unwrap(),
+            parse_answer(&body, false).unwrap().selection,
             Selection::One("testnode:8200".into())
         );
         assert_eq!(
-            parse_answer(&body, true).unwrap(),
+            parse_answer(&body, true).unwrap().selection,
             Selection::One("127.0.0.1:8200".into())
         );
     }
@@ -575,7 +670,7 @@ mod tests {
         // The dead node (8210) is listed first, still tagged active, check critical.
         let body = fixture("killed_tag_active.json");
         assert_eq!(
-            parse_answer(&body, true).unwrap(),
+            parse_answer(&body, true).unwrap().selection,
             Selection::One("127.0.0.1:8220".into())
         );
     }
@@ -590,16 +685,26 @@ mod tests {
             ("killed_all.json", 8220),
             ("killed_passing.json", 8220),
         ] {
-            let want = Selection::One(format!("127.0.0.1:{port}"));
-            assert_eq!(parse_answer(&fixture(name), true).unwrap(), want, "{name}");
+            let want = Selection::One(format!("127.0.0.1:{port}").as_str().into());
+            assert_eq!(
+                parse_answer(&fixture(name), true).unwrap().selection,
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn step_down_window_has_no_active() {
         let body = fixture("stepdown_blocking_result_passing.json");
-        assert_eq!(parse_answer(&body, false).unwrap(), Selection::None);
-        assert_eq!(parse_answer(b"[]", false).unwrap(), Selection::None);
+        assert_eq!(
+            parse_answer(&body, false).unwrap().selection,
+            Selection::None
+        );
+        assert_eq!(
+            parse_answer(b"[]", false).unwrap().selection,
+            Selection::None
+        );
     }
 
     #[test]
@@ -624,11 +729,11 @@ mod tests {
         let body = br#"[{"Node":{"Node":"n1","Address":"fd00::1"},
             "Service":{"Tags":["active"],"Port":8200},"Checks":[{"Status":"passing"}]}]"#;
         assert_eq!(
-            parse_answer(body, true).unwrap(),
+            parse_answer(body, true).unwrap().selection,
             Selection::One("[fd00::1]:8200".into())
         );
         assert_eq!(
-            parse_answer(body, false).unwrap(),
+            parse_answer(body, false).unwrap().selection,
             Selection::One("n1:8200".into())
         );
     }
@@ -640,7 +745,7 @@ mod tests {
             {"Node":{"Node":"b","Address":"10.0.0.2"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":30},"Checks":[]},
             {"Node":{"Node":"c","Address":"10.0.0.3"},"Service":{"Tags":["standby"],"Port":8200,"ModifyIndex":40},"Checks":[]}]"#;
         assert_eq!(
-            parse_answer(body, false).unwrap(),
+            parse_answer(body, false).unwrap().selection,
             Selection::Several {
                 chosen: "b:8200".into(),
                 all: vec!["b:8200".into(), "a:8200".into()]
@@ -648,6 +753,9 @@ mod tests {
         );
     }
 
+    /// Only a panic ends the thread early (which aborts the release build);
+    /// where it unwinds, the loop sees the thread gone and ends with an
+    /// error rather than waiting for an answer that never comes.
     #[test]
     fn a_dead_poller_thread_is_noticed_not_waited_for() {
         let poll = mio::Poll::new().unwrap();
@@ -684,6 +792,59 @@ mod tests {
     fn warning_checks_are_not_passing() {
         let body = br#"[{"Node":{"Node":"a"},"Service":{"Tags":["active"],"Port":1},
             "Checks":[{"Status":"passing"},{"Status":"warning"}]}]"#;
-        assert_eq!(parse_answer(body, false).unwrap(), Selection::None);
+        assert_eq!(
+            parse_answer(body, false).unwrap().selection,
+            Selection::None
+        );
+    }
+
+    #[test]
+    fn a_node_listed_twice_is_counted_once_even_when_not_adjacent() {
+        // Sorted newest first, `a` comes first and last: two nodes, not three.
+        let body = br#"[
+            {"Node":{"Node":"a"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":30},"Checks":[]},
+            {"Node":{"Node":"b"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":20},"Checks":[]},
+            {"Node":{"Node":"a"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":10},"Checks":[]}]"#;
+        assert_eq!(
+            parse_answer(body, false).unwrap().selection,
+            Selection::Several {
+                chosen: "a:8200".into(),
+                all: vec!["a:8200".into(), "b:8200".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_file_holds_one_visible_ascii_token() {
+        let token = |text: &[u8]| token_from_file_text(text).map_err(|e| e.to_string());
+        assert_eq!(
+            token(b"  3f0c9c1e-5a7b-4c3d-9e2f-1a2b3c4d5e6f\n").as_deref(),
+            Ok("3f0c9c1e-5a7b-4c3d-9e2f-1a2b3c4d5e6f")
+        );
+        assert_eq!(token(b"\n"), Err("empty".to_owned()));
+        for bad in [&b"to\r\nX-Evil: 1"[..], b"tok en", b"t\xc3\xa4"] {
+            assert!(token(bad).unwrap_err().contains("cannot have"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unusable_active_entries_are_skipped_with_an_escaped_reason() {
+        let body = br#"[
+            {"Node":{"Node":"evil\r\nX-Injected: yes"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":"big"},"Service":{"Tags":["active"],"Port":99999,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":"neg"},"Service":{"Tags":["active"],"Port":-1,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":""},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":9},"Checks":[]},
+            {"Node":{"Node":"good"},"Service":{"Tags":["active"],"Port":8200,"ModifyIndex":1},"Checks":[]}]"#;
+        let parsed = parse_answer(body, false).unwrap();
+        assert_eq!(parsed.selection, Selection::One("good:8200".into()));
+        assert_eq!(
+            parsed.unusable,
+            [
+                r#"Node.Node: host "evil\r\nX-Injected: yes" is not a DNS name, an IPv4 or an IPv6 address"#,
+                r#"Node.Node "big": port 99999 is not in 1..=65535"#,
+                r#"Node.Node "neg": port -1 is not in 1..=65535"#,
+                r#"Node.Node: host "" is not a DNS name, an IPv4 or an IPv6 address"#,
+            ]
+        );
     }
 }

@@ -1,0 +1,42 @@
+//! What both TLS sides (the listener's key in `tls`, the Consul client's in
+//! `consul`) refuse in a PEM file before parsing it: encrypted private keys,
+//! which the parsers would only report as "no private key" or a base64
+//! error. Pure; the callers read the files.
+
+/// The start of the error both sides report.
+pub const ENCRYPTED_KEY: &str = "encrypted keys are not supported: the daemon cannot ask for a \
+     passphrase; store the key decrypted (e.g. `openssl pkey -in KEY -out KEY.plain`), readable \
+     only by this service";
+
+/// PKCS#8 `EncryptedPrivateKeyInfo`.
+const PKCS8_ENCRYPTED_LABEL: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+/// OpenSSL's legacy form: RFC 1421 headers inside an `RSA`/`EC PRIVATE KEY` block.
+const LEGACY_ENCRYPTED_HEADER: &[u8] = b"Proc-Type: 4,ENCRYPTED";
+
+/// `Err(ENCRYPTED_KEY)` if `pem` holds an encrypted private key.
+pub fn refuse_encrypted_keys(pem: &[u8]) -> Result<(), &'static str> {
+    let holds = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
+    if holds(PKCS8_ENCRYPTED_LABEL) || holds(LEGACY_ENCRYPTED_HEADER) {
+        return Err(ENCRYPTED_KEY);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_encrypted_forms_are_refused_and_plain_keys_pass() {
+        let pkcs8 =
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHs\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let legacy = b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+            DEK-Info: AES-128-CBC,31B1B38B2B728B2DFEBA69191C4978CA\n\nuUeQ\n-----END RSA PRIVATE KEY-----\n";
+        assert_eq!(refuse_encrypted_keys(pkcs8), Err(ENCRYPTED_KEY));
+        assert_eq!(refuse_encrypted_keys(legacy), Err(ENCRYPTED_KEY));
+        let plain = b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n\
+            -----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert_eq!(refuse_encrypted_keys(plain), Ok(()));
+        assert_eq!(refuse_encrypted_keys(b""), Ok(()));
+    }
+}
