@@ -1,7 +1,27 @@
-//! What both TLS sides (the listener's key in `tls`, the Consul client's in
-//! `consul`) refuse in a PEM file before parsing it: encrypted private keys,
-//! which the parsers would only report as "no private key" or a base64
-//! error. Pure; the callers read the files.
+//! The one PEM file reader of both TLS sides (the listener's certificate
+//! and key in `server::tls`, the Consul client's CA, certificate and key in
+//! `discovery::consul`): read the file, refuse encrypted private keys (the
+//! parsers would only report "no private key" or a base64 error), split it
+//! into sections, and name the file in every error.
+
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use std::path::Path;
+
+/// A PEM file's bytes, once it is known to hold no encrypted key.
+pub fn read(path: &Path) -> Result<Vec<u8>, String> {
+    let name = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    refuse_encrypted_keys(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    Ok(bytes)
+}
+
+/// A PEM file's sections in file order: what kind each is, and its DER.
+pub fn sections(path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, String> {
+    let bytes = read(path)?;
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))
+}
 
 /// The start of the error both sides report.
 pub const ENCRYPTED_KEY: &str = "encrypted keys are not supported: the daemon cannot ask for a \
@@ -14,7 +34,7 @@ const PKCS8_ENCRYPTED_LABEL: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
 const LEGACY_ENCRYPTED_HEADER: &[u8] = b"Proc-Type: 4,ENCRYPTED";
 
 /// `Err(ENCRYPTED_KEY)` if `pem` holds an encrypted private key.
-pub fn refuse_encrypted_keys(pem: &[u8]) -> Result<(), &'static str> {
+fn refuse_encrypted_keys(pem: &[u8]) -> Result<(), &'static str> {
     let holds = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
     if holds(PKCS8_ENCRYPTED_LABEL) || holds(LEGACY_ENCRYPTED_HEADER) {
         return Err(ENCRYPTED_KEY);

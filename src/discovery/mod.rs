@@ -4,5 +4,6 @@
 
 pub mod consul;
 pub mod pacing;
+pub mod poller;
 pub mod target;
 pub mod tracker;

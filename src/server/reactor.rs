@@ -3,8 +3,9 @@
 //! thread, signals, connection deadlines and shutdown. Never blocks on
 //! anything but `poll`.
 
-use crate::discovery::consul::{Client, Poller};
+use crate::discovery::consul::Client;
 use crate::discovery::pacing::Pacing;
+use crate::discovery::poller::Poller;
 use crate::discovery::tracker::Tracker;
 use crate::logging;
 use crate::server::conn::{Conn, LoopEnv, Readiness, Scratch, Verdict};

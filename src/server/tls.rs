@@ -4,7 +4,7 @@
 //! does with the config is `conn`'s business.
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::pem::SectionKind;
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
@@ -35,16 +35,13 @@ struct Pair {
     key: PrivateKeyDer<'static>,
 }
 
+/// Add a PEM file's certificates and keys to the pool.
 fn read_pem(
     path: &Path,
     certs: &mut Vec<CertificateDer<'static>>,
     keys: &mut Vec<PrivateKeyDer<'static>>,
 ) -> Result<(), TlsError> {
-    let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| TlsError(format!("{name}: cannot read: {e}")))?;
-    crate::pem::refuse_encrypted_keys(&bytes).map_err(|e| TlsError(format!("{name}: {e}")))?;
-    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&bytes) {
-        let (kind, der) = section.map_err(|e| TlsError(format!("{name}: bad PEM: {e}")))?;
+    for (kind, der) in crate::pem::sections(path).map_err(TlsError)? {
         match kind {
             SectionKind::Certificate => certs.push(CertificateDer::from(der)),
             SectionKind::PrivateKey => keys.push(PrivatePkcs8KeyDer::from(der).into()),

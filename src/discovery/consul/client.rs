@@ -1,0 +1,265 @@
+//! Asking Consul: the ureq agent (timeouts, small buffers, no proxy, our
+//! resolver), the health query with its blocking index, failover between
+//! several agents, and the ACL token sent with each query.
+
+use super::agent_tls::tls_config;
+use super::answer::parse_answer;
+use super::settings::{ConsulSettings, Secret};
+use super::token::read_token_file;
+use super::{Answer, PollError, Query};
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::time::Duration;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// Connecting to a local agent takes microseconds; a few seconds means trouble.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound for a whole non-blocking query (connect, request, answer), however
+/// slow Consul is.
+const MIN_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A health answer for a few nodes is a few KiB; refuse to buffer megabytes.
+const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
+/// How much of an error answer's body goes into the log line.
+const MAX_ERROR_TEXT: usize = 200;
+
+/// Resolves names with the standard library, on the calling thread (ureq's
+/// default spawns a thread per lookup to time it out; the poller thread may
+/// block), and sends `CONSUL_TLS_SERVER_NAME` requests to the real agent.
+#[derive(Debug)]
+struct AgentResolver {
+    /// (server name used in the URL, the agent's real host:port)
+    overrides: Vec<(String, String)>,
+}
+
+impl Resolver for AgentResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let wanted = format!("{}:{port}", authority.host());
+        let target = self
+            .overrides
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map_or(wanted.as_str(), |(_, real)| real.as_str());
+        let mut out = self.empty();
+        for addr in target
+            .to_socket_addrs()
+            .map_err(|_| ureq::Error::HostNotFound)?
+            .take(MAX_RESOLVED)
+        {
+            out.push(addr);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+/// ureq's buffers for one Consul exchange (the body has its own limit).
+const INPUT_BUFFER_BYTES: usize = 16 * 1024;
+const OUTPUT_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Addresses ureq keeps from a lookup.
+const MAX_RESOLVED: usize = 16;
+
+/// How to ask Consul; one per thread that asks (start-up, poller).
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    /// Per agent: the URL prefix to ask (scheme, host or server name, port).
+    bases: Vec<String>,
+    names: Vec<String>,
+    /// The agent to ask first: the last one that answered.
+    current: usize,
+    path_and_query: String,
+    token: Option<Secret>,
+    token_file: Option<PathBuf>,
+    use_ip: bool,
+    poll_interval: Duration,
+}
+
+/// Wait for a blocking query is capped by Consul at ten minutes.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Beyond `wait` and Consul's jitter (wait/16): connection and answer time.
+const BLOCKING_SLACK: Duration = Duration::from_secs(3);
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Client {
+    pub fn new(
+        settings: &ConsulSettings,
+        use_ip: bool,
+        poll_interval: Duration,
+    ) -> Result<Client, String> {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .http_status_as_error(false)
+            // A Consul agent is local or in the same network: never via a proxy.
+            .proxy(None)
+            .max_redirects(0)
+            // Consul's answers for a few nodes are small: ureq's 128 KiB
+            // default buffers would only add to the resident size.
+            .input_buffer_size(INPUT_BUFFER_BYTES)
+            .output_buffer_size(OUTPUT_BUFFER_BYTES)
+            .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")));
+        if settings.uses_https() {
+            config = config.tls_config(tls_config(settings)?);
+        }
+        let mut overrides = Vec::new();
+        let mut bases = Vec::new();
+        for agent in &settings.agents {
+            match (&settings.server_name, agent.https) {
+                (Some(name), true) => {
+                    let port = agent.host_port.rsplit_once(':').map_or("", |(_, p)| p);
+                    let named = format!("{name}:{port}");
+                    overrides.push((named.clone(), agent.host_port.clone()));
+                    bases.push(format!("https://{named}"));
+                }
+                _ => bases.push(agent.base_url()),
+            }
+        }
+        let resolver = AgentResolver { overrides };
+        let agent = ureq::Agent::with_parts(config.build(), DefaultConnector::default(), resolver);
+        let mut path_and_query = format!(
+            "/v1/health/service/{}?passing&tag=active",
+            percent_encode(&settings.service)
+        );
+        if let Some(dc) = &settings.datacenter {
+            path_and_query.push_str(&format!("&dc={}", percent_encode(dc)));
+        }
+        if settings.stale {
+            path_and_query.push_str("&stale");
+        }
+        Ok(Client {
+            agent,
+            bases,
+            names: settings.agents.iter().map(ToString::to_string).collect(),
+            current: 0,
+            path_and_query,
+            token: settings.token.clone(),
+            token_file: settings.token_file.clone(),
+            use_ip,
+            poll_interval,
+        })
+    }
+
+    /// The ACL token to send: the file wins (re-read now, so a rotated
+    /// token is used), then the variable.
+    fn token(&self) -> Result<Option<String>, PollError> {
+        if let Some(path) = &self.token_file {
+            let token = read_token_file(path)
+                .map_err(|e| PollError::Token(format!("{}: {e}", path.display())))?;
+            return Ok(Some(token));
+        }
+        Ok(self.token.as_ref().map(|t| t.0.clone()))
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.token.is_some() || self.token_file.is_some()
+    }
+
+    /// Ask the agents in turn, starting with the last one that answered;
+    /// blocks this thread for at most the query timeout per agent.
+    pub fn fetch(&mut self, query: Query) -> Result<Answer, PollError> {
+        let token = self.token()?;
+        let mut last_error = PollError::Transport("no Consul agent configured".into());
+        for attempt in 0..self.bases.len() {
+            let i = (self.current + attempt) % self.bases.len();
+            match self.fetch_from(i, query, token.as_deref()) {
+                Ok(answer) => {
+                    self.current = i;
+                    return Ok(answer);
+                }
+                Err(e) => {
+                    if self.bases.len() > 1 {
+                        log::debug!("Consul agent {} failed: {e}", self.names[i]);
+                    }
+                    last_error = e;
+                }
+            }
+        }
+        // Next time, start with the agent after the one that failed first.
+        self.current = (self.current + 1) % self.bases.len().max(1);
+        Err(last_error)
+    }
+
+    fn fetch_from(&self, i: usize, query: Query, token: Option<&str>) -> Result<Answer, PollError> {
+        let mut url = format!("{}{}", self.bases[i], self.path_and_query);
+        let timeout = match query.wait {
+            Some(wait) if query.index > 0 => {
+                let wait = wait.min(MAX_WAIT);
+                url.push_str(&format!(
+                    "&index={}&wait={}ms",
+                    query.index,
+                    wait.as_millis().max(1)
+                ));
+                wait + wait / 16 + BLOCKING_SLACK
+            }
+            _ => self
+                .poll_interval
+                .clamp(MIN_QUERY_TIMEOUT, MAX_QUERY_TIMEOUT),
+        };
+        log::debug!("Polling active node from: {url}");
+        let mut request = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build();
+        if let Some(token) = token {
+            request = request.header("X-Consul-Token", token);
+        }
+        let mut response = request
+            .call()
+            .map_err(|e| PollError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| PollError::Transport(e.to_string()))?;
+        if status != 200 {
+            let text = String::from_utf8_lossy(&body);
+            let line = text.lines().next().unwrap_or("").trim();
+            let short: String = line.chars().take(MAX_ERROR_TEXT).collect();
+            return Err(PollError::Status(status, short));
+        }
+        let parsed = parse_answer(&body, self.use_ip)?;
+        Ok(Answer {
+            selection: parsed.selection,
+            unusable: parsed.unusable,
+            index,
+            agent: self.names[i].clone(),
+        })
+    }
+}
