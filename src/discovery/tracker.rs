@@ -3,7 +3,7 @@
 //! agent restart invisible to clients. Logs the lines operators grep for.
 //! No I/O besides logging.
 
-use crate::discovery::consul::{PollError, Selection};
+use crate::discovery::consul::{Answer, PollError, Selection};
 use crate::discovery::target::Target;
 use crate::logging;
 use crate::server::health::local_timestamp;
@@ -16,6 +16,9 @@ pub const GRACE_INTERVALS: u32 = 2;
 
 pub struct Tracker {
     grace: Duration,
+    /// An ACL token is sent: an empty answer is then not explained by its
+    /// absence.
+    has_token: bool,
     active: Option<Target>,
     /// Since when every query has failed (None while Consul answers). With
     /// blocking queries, answers may be a poll interval apart in a quiet
@@ -41,7 +44,7 @@ pub const UNUSABLE_HINT: &str = "Consul lists an active Vault node whose name or
 
 /// Log why active entries of an answer were skipped; every value in them is
 /// escaped already (`target::UnusableTarget`).
-pub fn warn_unusable(unusable: &[String]) {
+fn warn_unusable(unusable: &[String]) {
     for reason in unusable {
         log::warn!("Skipping an active Vault node that is not a usable redirect target: {reason}");
     }
@@ -52,25 +55,30 @@ pub const NO_TOKEN_HINT: &str = "Consul returned no passing active Vault node an
      CONSUL_HTTP_TOKEN_FILE or --consul-token-file (policy: service read, node_prefix read)";
 
 impl Tracker {
-    /// Start from the answer of the start-up poll.
-    pub fn new(poll_interval: Duration, initial: Target, agent: &str) -> Tracker {
-        Tracker {
+    /// Start from the start-up poll's answer; `None` when it names no
+    /// active node (the daemon then exits, as the original did).
+    /// `has_token` says whether an ACL token is sent with the queries.
+    pub fn first(
+        poll_interval: Duration,
+        has_token: bool,
+        answer: Answer,
+        wall: SystemTime,
+    ) -> Option<Tracker> {
+        let mut tracker = Tracker {
             grace: poll_interval * GRACE_INTERVALS,
-            active: Some(initial),
+            has_token,
+            active: None,
             failing_since: None,
-            last_poll_time: Some(local_timestamp(SystemTime::now())),
+            last_poll_time: None,
             last_error: None,
-            agent: Some(agent.to_owned()),
+            agent: None,
             warning: None,
             unusable: Vec::new(),
-        }
-    }
-
-    /// The start-up answer's skipped entries (logged by then), so that the
-    /// same answer is not logged again at the next poll.
-    pub fn with_unusable(mut self, unusable: Vec<String>) -> Tracker {
-        self.unusable = unusable;
-        self
+        };
+        let active = tracker.take_answer(answer, wall)?;
+        log::warn!("Initial Vault active node: {active}");
+        tracker.active = Some(active);
+        Some(tracker)
     }
 
     pub fn agent(&self) -> Option<&str> {
@@ -93,30 +101,33 @@ impl Tracker {
         self.last_error.as_deref()
     }
 
-    /// An answer from `agent` ("no active node" is an answer too), with the
-    /// reasons its unusable active entries were skipped; `has_token` says
-    /// whether an ACL token was sent.
-    pub fn on_answer(
-        &mut self,
-        selection: Selection,
-        unusable: Vec<String>,
-        agent: &str,
-        has_token: bool,
-        wall: SystemTime,
-    ) {
+    /// An answer ("no active node" is an answer too).
+    pub fn on_answer(&mut self, answer: Answer, wall: SystemTime) {
+        let active = self.take_answer(answer, wall);
+        self.set_active(active);
+    }
+
+    /// What every answer does, the first included: clear the error, note
+    /// the time and the agent, log what is odd about it, and say which node
+    /// it names.
+    fn take_answer(&mut self, answer: Answer, wall: SystemTime) -> Option<Target> {
+        let Answer {
+            selection,
+            unusable,
+            agent,
+            ..
+        } = answer;
         self.failing_since = None;
         self.last_poll_time = Some(local_timestamp(wall));
         self.last_error = None;
-        if self.agent.as_deref() != Some(agent) {
-            self.agent = Some(agent.to_owned());
-        }
+        self.agent = Some(agent);
         if unusable != self.unusable {
             warn_unusable(&unusable);
             self.unusable = unusable;
         }
         let hint = match selection {
             Selection::None if !self.unusable.is_empty() => Some(UNUSABLE_HINT),
-            Selection::None if !has_token => Some(NO_TOKEN_HINT),
+            Selection::None if !self.has_token => Some(NO_TOKEN_HINT),
             _ => None,
         };
         if hint == Some(NO_TOKEN_HINT) && self.warning.as_deref() != hint {
@@ -131,7 +142,7 @@ impl Tracker {
                 all.join(", ")
             ),
         }
-        self.set_active(selection.target().cloned());
+        selection.target().cloned()
     }
 
     /// A failed poll: logged every time (even with `-l`); the last known node
@@ -175,46 +186,65 @@ impl Tracker {
     }
 }
 
+/// A tracker that knows `node` as the active one, for other modules' tests.
+#[cfg(test)]
+pub fn knowing(node: &str) -> Tracker {
+    let answer = tests::answer(Selection::One(node.into()), "consul:8500");
+    Tracker::first(Duration::from_secs(5), false, answer, SystemTime::now()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
 
+    pub fn answer(selection: Selection, agent: &str) -> Answer {
+        Answer {
+            selection,
+            unusable: Vec::new(),
+            index: None,
+            agent: agent.to_owned(),
+        }
+    }
+
     fn tracker() -> Tracker {
-        Tracker::new(5 * SECOND, "a:8200".into(), "consul:8500")
+        knowing("a:8200")
+    }
+
+    #[test]
+    fn the_first_answer_must_name_an_active_node() {
+        let none = answer(Selection::None, "consul:8500");
+        assert!(Tracker::first(5 * SECOND, false, none, SystemTime::now()).is_none());
+        let t = tracker();
+        assert_eq!(t.active(), Some("a:8200"));
+        assert_eq!(t.agent(), Some("consul:8500"));
+        assert!(t.last_poll_time().is_some());
+        let several = Selection::Several {
+            chosen: "b:8200".into(),
+            all: vec!["b:8200".into(), "a:8200".into()],
+        };
+        let t = Tracker::first(5 * SECOND, false, answer(several, "c:1"), SystemTime::now());
+        assert_eq!(t.unwrap().active(), Some("b:8200"));
     }
 
     #[test]
     fn answers_replace_the_node_and_the_poll_time() {
         let mut t = tracker();
         t.on_answer(
-            Selection::One("b:8200".into()),
-            Vec::new(),
-            "consul:8500",
-            false,
+            answer(Selection::One("b:8200".into()), "consul:8500"),
             SystemTime::now(),
         );
         assert_eq!(t.active(), Some("b:8200"));
-        t.on_answer(
-            Selection::None,
-            Vec::new(),
-            "consul-b:8500",
-            true,
-            SystemTime::now(),
-        );
+        t.on_answer(answer(Selection::None, "consul-b:8500"), SystemTime::now());
         assert_eq!(t.active(), None);
         assert_eq!(t.agent(), Some("consul-b:8500"));
-        assert_eq!(t.warning(), None, "a token was sent");
-        t.on_answer(
-            Selection::None,
-            Vec::new(),
-            "consul-b:8500",
-            false,
-            SystemTime::now(),
-        );
-        assert_eq!(t.warning(), Some(NO_TOKEN_HINT));
+        assert_eq!(t.warning(), Some(NO_TOKEN_HINT), "no token is sent");
         assert!(t.last_poll_time().is_some());
+        let first = answer(Selection::One("a:8200".into()), "consul:8500");
+        let mut with_token = Tracker::first(5 * SECOND, true, first, SystemTime::now()).unwrap();
+        with_token.on_answer(answer(Selection::None, "consul:8500"), SystemTime::now());
+        assert_eq!(with_token.warning(), None, "a token is sent");
     }
 
     #[test]
@@ -260,10 +290,7 @@ mod tests {
         let mut t = tracker();
         t.on_error(&PollError::Status(500, "boom".into()), t0 + 5 * SECOND);
         t.on_answer(
-            Selection::One("a:8200".into()),
-            Vec::new(),
-            "consul:8500",
-            false,
+            answer(Selection::One("a:8200".into()), "consul:8500"),
             SystemTime::now(),
         );
         assert_eq!(t.last_error(), None);

@@ -52,7 +52,6 @@ pub struct Reactor {
     limits: Limits,
     site: Site,
     tracker: Tracker,
-    consul: Client,
     poller: Poller,
     signals: Signals,
     pacing: Pacing,
@@ -92,7 +91,7 @@ impl Reactor {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let poller = Poller::spawn(consul.clone(), waker)?;
+        let poller = Poller::spawn(consul, waker)?;
         Ok(Reactor {
             poll,
             listener: Some(listener),
@@ -101,7 +100,6 @@ impl Reactor {
             limits,
             site,
             tracker,
-            consul,
             poller,
             signals,
             pacing,
@@ -342,14 +340,7 @@ impl Reactor {
                     match outcome.result {
                         Ok(answer) => {
                             self.pacing.on_answer(answer.index, self.poll_sent, now);
-                            let has_token = self.consul.has_token();
-                            self.tracker.on_answer(
-                                answer.selection,
-                                answer.unusable,
-                                &answer.agent,
-                                has_token,
-                                SystemTime::now(),
-                            );
+                            self.tracker.on_answer(answer, SystemTime::now());
                         }
                         Err(e) => {
                             self.pacing.on_error(now);

@@ -118,8 +118,7 @@ mod tests {
     //! well-formed responses (or a close).
 
     use super::*;
-    use crate::discovery::tracker::Tracker;
-    use std::time::Duration;
+    use crate::discovery::tracker;
 
     /// xorshift64*: deterministic, no dependency, good enough to fuzz with.
     struct Rng(u64);
@@ -139,11 +138,7 @@ mod tests {
 
     fn site() -> Site {
         let mut site = Site::new("http", "consul:8500", 5.0);
-        site.update(&Tracker::new(
-            Duration::from_secs(5),
-            "vault-a:8200".into(),
-            "consul:8500",
-        ));
+        site.update(&tracker::knowing("vault-a:8200"));
         site
     }
 

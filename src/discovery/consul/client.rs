@@ -77,7 +77,6 @@ const OUTPUT_BUFFER_BYTES: usize = 4 * 1024;
 const MAX_RESOLVED: usize = 16;
 
 /// How to ask Consul; one per thread that asks (start-up, poller).
-#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     /// Per agent: the URL prefix to ask (scheme, host or server name, port).
@@ -176,10 +175,6 @@ impl Client {
             return Ok(Some(token));
         }
         Ok(self.token.as_ref().map(|t| t.0.clone()))
-    }
-
-    pub fn has_token(&self) -> bool {
-        self.token.is_some() || self.token_file.is_some()
     }
 
     /// Ask the agents in turn, starting with the last one that answered;

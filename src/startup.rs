@@ -1,0 +1,222 @@
+//! Start-up: from a parsed command line to a running event loop. Loads the
+//! listener's TLS files, asks discovery for the first answer, binds, sizes
+//! the connection cap to the descriptors there are, and announces what it
+//! did in the lines operators know. Every way this can fail is a
+//! `StartError`, which `main` turns into one line and an exit code.
+
+use crate::cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE};
+use crate::discovery::consul::{self, Client, PollError};
+use crate::discovery::pacing::Pacing;
+use crate::discovery::tracker::Tracker;
+use crate::logging;
+use crate::server::limits::{self, Limits};
+use crate::server::reactor::Reactor;
+use crate::server::responses::Site;
+use crate::server::tls::{TlsError, TlsSource};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Instant, SystemTime};
+
+/// Why the daemon could not start, or why its loop ended in failure.
+#[derive(Debug)]
+pub enum StartError {
+    Tls(TlsError),
+    ConsulTls(String),
+    /// Consul refused, timed out or answered with an error or garbage.
+    ConsulUnreachable {
+        consul: String,
+        error: PollError,
+    },
+    /// Consul answered, but knows no usable passing active node.
+    NoActiveNode,
+    Listen {
+        addr: SocketAddr,
+        error: io::Error,
+    },
+    EventLoopSetUp(io::Error),
+    EventLoopFailed(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
+            StartError::ConsulTls(e) => write!(f, "Consul TLS: {e}"),
+            StartError::ConsulUnreachable { consul, error } => {
+                write!(f, "Could not poll Consul at {consul}: {error}")
+            }
+            StartError::NoActiveNode => {
+                f.write_str("Could not get active vault node from Consul. Exiting.")
+            }
+            StartError::Listen { addr, error } => write!(f, "Could not listen on {addr}: {error}"),
+            StartError::EventLoopSetUp(e) => write!(f, "Could not start the event loop: {e}"),
+            StartError::EventLoopFailed(e) => write!(f, "Event loop failed: {e}"),
+        }
+    }
+}
+
+impl StartError {
+    /// The original's exit codes: 3 for "no active node", 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::NoActiveNode => EXIT_NO_ACTIVE,
+            _ => EXIT_ERROR,
+        }
+    }
+
+    /// One line on stderr. "No active node" is an error log line, as the
+    /// original printed it; the others are plain `ERROR: ...` lines.
+    pub fn report(&self) {
+        match self {
+            StartError::NoActiveNode => log::error!("ERROR: {self}"),
+            _ => logging::plain(format_args!("ERROR: {self}")),
+        }
+    }
+}
+
+/// Start, then run the loop until a signal ends it.
+pub fn run(config: &Config) -> Result<(), StartError> {
+    // SAFETY: tzset only reads TZ and /etc/localtime; the only other thread
+    // (the log writer) does not touch the time zone.
+    unsafe { libc_tzset() };
+    if config.log_disable {
+        log::warn!(
+            "Starting VaultRedirector with ALL LOGGING DISABLED; send SIGUSR1 to PID {} enable logging.",
+            std::process::id()
+        );
+    }
+    // Certificate problems are found before anything else happens.
+    let tls = match (&config.cert_path, &config.key_path) {
+        (Some(cert), Some(key)) => {
+            Some(TlsSource::load(cert, key, config.tls_resumption).map_err(StartError::Tls)?)
+        }
+        _ => None,
+    };
+    let Discovered {
+        client,
+        pacing,
+        tracker,
+    } = first_answer(config)?;
+    let listener = TcpListener::bind(config.listen).map_err(|error| StartError::Listen {
+        addr: config.listen,
+        error,
+    })?;
+    let bound = listener.local_addr().map_err(|error| StartError::Listen {
+        addr: config.listen,
+        error,
+    })?;
+    let mut site = Site::new(
+        config.scheme(),
+        &config.consul_host_port,
+        config.poll_interval.as_secs_f64(),
+    );
+    site.update(&tracker);
+    // Signals are registered with the loop before the listening line, so
+    // that whoever reads it can signal us at once.
+    let mut reactor = Reactor::new(
+        listener,
+        site,
+        tracker,
+        client,
+        pacing,
+        connection_limits(config.limits),
+        tls,
+    )
+    .map_err(StartError::EventLoopSetUp)?;
+    announce(config, bound);
+    if config.log_disable {
+        logging::set_enabled(false);
+    }
+    reactor.run().map_err(StartError::EventLoopFailed)
+}
+
+/// Discovery as the first answer leaves it.
+struct Discovered {
+    client: Client,
+    pacing: Pacing,
+    tracker: Tracker,
+}
+
+/// Ask Consul once, before listening: unreachable is exit 1, no active
+/// node exit 3, as the original did.
+fn first_answer(config: &Config) -> Result<Discovered, StartError> {
+    let mut client = Client::new(&config.consul, config.redirect_to_ip, config.poll_interval)
+        .map_err(StartError::ConsulTls)?;
+    let has_token = config.consul.has_token();
+    if has_token {
+        log::info!("Sending a Consul ACL token with every query");
+    }
+    let sent = Instant::now();
+    let answer = client
+        .fetch(consul::Query {
+            index: 0,
+            wait: None,
+        })
+        .map_err(|error| StartError::ConsulUnreachable {
+            consul: config.consul_host_port.clone(),
+            error,
+        })?;
+    let pacing = Pacing::new(config.poll_interval, answer.index, sent, Instant::now());
+    let tracker = Tracker::first(config.poll_interval, has_token, answer, SystemTime::now())
+        .ok_or(StartError::NoActiveNode)?;
+    Ok(Discovered {
+        client,
+        pacing,
+        tracker,
+    })
+}
+
+/// Client connections leave a reserve of descriptors for discovery, TLS
+/// reloads and logging: they could otherwise take them all.
+fn connection_limits(mut wanted: Limits) -> Limits {
+    let Some(soft) = limits::raise_descriptor_limit(wanted.max_connections) else {
+        return wanted;
+    };
+    let cap = limits::connection_cap(wanted.max_connections, soft);
+    if cap < wanted.max_connections {
+        log::warn!(
+            "Open-file limit is {soft}: accepting at most {cap} connections at once, not {} \
+             ({} descriptors are kept for Consul, TLS files and logging)",
+            wanted.max_connections,
+            limits::DESCRIPTOR_RESERVE
+        );
+        wanted.max_connections = cap;
+    }
+    wanted
+}
+
+/// The original's start-up lines (tests and operators read the listening
+/// address from them).
+fn announce(config: &Config, bound: SocketAddr) {
+    if config.cert_path.is_some() {
+        log::warn!(
+            "Setting TCP TLS listener on port {} for HTTPS requests (listening on {bound})",
+            bound.port()
+        );
+        if !config.https {
+            log::warn!(
+                "Listening with TLS but redirecting to http:// (no -S): Vault's Go client refuses \
+                 an https->http redirect"
+            );
+        }
+    } else {
+        log::warn!(
+            "Setting TCP listener on port {} for HTTP requests (listening on {bound})",
+            bound.port()
+        );
+    }
+    log::warn!(
+        "Setting Consul poll interval to {:?} seconds",
+        config.poll_interval.as_secs_f64()
+    );
+    log::warn!("Starting event loop");
+}
+
+// Declared by hand: the libc crate binds tzset only for Windows. POSIX
+// asks for it before localtime_r, so that the health JSON's local times
+// follow TZ and /etc/localtime.
+unsafe extern "C" {
+    #[link_name = "tzset"]
+    fn libc_tzset();
+}
