@@ -37,7 +37,15 @@ def parse_args():
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--floor", action="store_true")
     parser.add_argument("--python", metavar="PROGRAM", help="the Python 0.2.0 entry point")
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="NAME=BINARY",
+        help="another build of the redirector to measure beside ours (before/after a change)",
+    )
     args = parser.parse_args()
+    for item in args.compare:
+        name, _, binary = item.partition("=")
+        if not name or not binary or not os.access(binary, os.X_OK):
+            parser.error(f"--compare takes NAME=BINARY with an executable binary, not {item!r}")
     if args.scenarios:
         args.scenarios = args.scenarios.split(",")
         unknown = [s for s in args.scenarios if s not in measure.SCENARIOS]
@@ -82,6 +90,10 @@ def start_targets(args, procs, run_dir):
         Target(BASELINE, nginx_url, nginx_pids, BASELINE, plain),
         Target("ours", ours_url, ours_pids, BASELINE, plain),
     ]
+    for item in args.compare:
+        name, _, binary = item.partition("=")
+        url, pids = servers.start_redirector(procs, name, binary, consul)
+        targets.append(Target(name, url, pids, BASELINE, plain))
     if args.floor:
         url, pids = servers.start_floor(procs, run_dir, os.path.join(here, "floor.c"))
         targets.append(Target("floor", url, pids, BASELINE, plain))

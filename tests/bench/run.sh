@@ -3,6 +3,7 @@
 # loopback, and print one markdown table of medians and ratios.
 #
 # Usage: tests/bench/run.sh [-d SECONDS] [-n RUNS] [--python] [--tls] [--floor] [-s SCENARIOS]
+#                           [--compare NAME=BINARY]...
 #   -d SECONDS    length of each wrk run (default 10; the bar needs >= 10)
 #   -n RUNS       repetitions, interleaved (default 3; the bar needs >= 3)
 #   -s SCENARIOS  comma-separated, of: ka1 (1 keep-alive connection), ka50,
@@ -15,6 +16,10 @@
 #                 neither side resuming sessions
 #   --floor       also measure tests/bench/floor.c (one recv + one send per
 #                 request, nothing else): the kernel's share no server avoids
+#   --compare NAME=BINARY
+#                 also measure another build of the redirector, as NAME, in
+#                 the same runs (before/after a change: build the old commit
+#                 elsewhere and name its binary here)
 #   --python      also measure the original Python 0.2.0 (installed in a venv
 #                 from PyPI; PY_VENV chooses where, default
 #                 /tmp/vault-redirector-py020)
@@ -51,11 +56,13 @@ FIXTURE=$ROOT/tests/data/consul/health_service_vault_passing_active.json
 usage() { sed -n '/^# Usage:/,/^# Method/p' "$SELF" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 value() { [ $# -ge 2 ] || { usage >&2; exit 2; }; }
 DUR=10 RUNS=3 PYTHON=0 TLS=0 FLOOR=0 SCENARIOS=
+COMPARE=()
 while [ $# -gt 0 ]; do
   case $1 in
     -d) value "$@"; DUR=$2; shift 2 ;;
     -n) value "$@"; RUNS=$2; shift 2 ;;
     -s) value "$@"; SCENARIOS=$2; shift 2 ;;
+    --compare) value "$@"; COMPARE+=(--compare "$2"); shift 2 ;;
     --python) PYTHON=1; shift ;;
     --tls) TLS=1; shift ;;
     --floor) FLOOR=1; shift ;;
@@ -108,7 +115,8 @@ ARGS=(--seconds "$DUR" --runs "$RUNS" --binary "$BIN" --fixture "$FIXTURE")
 [ -z "$SCENARIOS" ] || ARGS+=(--scenarios "$SCENARIOS")
 [ "$TLS" = 0 ] || ARGS+=(--tls)
 [ "$FLOOR" = 0 ] || ARGS+=(--floor)
-echo "# tests/bench/run.sh -d $DUR -n $RUNS${SCENARIOS:+ -s $SCENARIOS}$([ "$TLS" = 0 ] || echo ' --tls')$([ "$FLOOR" = 0 ] || echo ' --floor')$([ "$PYTHON" = 0 ] || echo ' --python')"
+ARGS+=("${COMPARE[@]}")
+echo "# tests/bench/run.sh -d $DUR -n $RUNS${SCENARIOS:+ -s $SCENARIOS}$([ "$TLS" = 0 ] || echo ' --tls')$([ "$FLOOR" = 0 ] || echo ' --floor')$([ "$PYTHON" = 0 ] || echo ' --python') ${COMPARE[*]}"
 # exec: the benchmark's process is this one, so Ctrl-C and kill reach the
 # code that stops the servers.
 exec python3 -B "$ROOT/tests/bench/bench.py" "${ARGS[@]}" "${PY_ARGS[@]}"
