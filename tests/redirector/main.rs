@@ -7,9 +7,11 @@ mod fake_consul;
 #[path = "../data/fixtures.rs"]
 mod fixtures;
 
+mod backpressure;
 mod cli;
 mod consul_changes;
 mod consul_client;
+mod fairness;
 mod hostile;
 mod pki;
 mod requests;
