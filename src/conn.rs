@@ -1,6 +1,7 @@
 //! One client connection: socket I/O around a `Session`, its phase
-//! (open, closing after the last response, lingering), its deadline, and the
-//! readiness interest it needs. Per-connection problems end here as a close.
+//! (open, closing after the last response, lingering), its deadline, the
+//! readiness interest it needs, and how much of a loop turn it may take
+//! (reads, TLS handshake steps). Per-connection problems end here as a close.
 
 use crate::limits::{LINGER, Limits};
 use crate::session::{Flow, Session};

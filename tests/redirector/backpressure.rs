@@ -227,6 +227,7 @@ fn a_trickled_body_meets_a_deadline() {
         }
     };
     let took = started.elapsed();
+    eprintln!("a body trickled at 10 bytes/s was closed after {took:?}");
     assert!(
         String::from_utf8_lossy(&got).starts_with("HTTP/1.1 307"),
         "{:?}",

@@ -24,6 +24,10 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() - 1) * p / 100]
 }
 
+/// Black-box guard of the bound on reads per wake-up (its deterministic
+/// regression test is in `src/conn.rs`): on loopback the loop caught up
+/// with this sender often enough even unbounded, but a bound that forgot
+/// to come back to the connection would stall it here.
 #[test]
 fn a_fast_pipelining_sender_neither_starves_others_nor_stalls() {
     // The most request bytes the sender queues up (the kernel's buffers
