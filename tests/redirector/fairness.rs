@@ -205,9 +205,13 @@ fn a_tls_handshake_flood_does_not_starve_established_clients() {
     )
     .unwrap();
     let mut tls = StreamOwned::new(conn, sock);
+    let handshake_started = Instant::now();
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock).expect("handshake");
     }
+    // What one handshake costs here (far more under emulation, as in CI's
+    // aarch64 run): the bound below allows a few per request.
+    let one_handshake = handshake_started.elapsed();
     let quiet = latencies(&mut tls, SAMPLES);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -234,7 +238,7 @@ fn a_tls_handshake_flood_does_not_starve_established_clients() {
         f.join().unwrap();
     }
     eprintln!(
-        "established TLS client, {SAMPLES} requests: quiet p50 {:?} p99 {:?}; \
+        "one handshake {one_handshake:?}; established TLS client, {SAMPLES} requests: quiet p50 {:?} p99 {:?}; \
          during a flood of {} concurrent handshakes ({handshakes_per_s:.0}/s served): p50 {:?} p99 {:?}",
         percentile(&quiet, 50),
         percentile(&quiet, 99),
@@ -243,10 +247,12 @@ fn a_tls_handshake_flood_does_not_starve_established_clients() {
         percentile(&loaded, 99),
     );
     // Unbounded, each turn of the loop ran every pending handshake before
-    // answering anyone else; bounded, a turn costs a few handshakes.
+    // answering anyone else (p99 104 ms in a release build, 300 ms in a
+    // debug one); bounded, a turn costs a few handshakes.
+    let bound = Duration::from_millis(100).max(one_handshake * 12);
     assert!(
-        percentile(&loaded, 99) < Duration::from_millis(100),
-        "p99 {:?}",
+        percentile(&loaded, 99) < bound,
+        "p99 {:?}, one handshake {one_handshake:?}",
         percentile(&loaded, 99)
     );
 }
