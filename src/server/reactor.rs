@@ -41,6 +41,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
 const EVENTS_CAPACITY: usize = 256;
+/// TLS handshake steps per loop turn (a step that answers a ClientHello
+/// costs a key exchange and a signature, up to a millisecond with RSA):
+/// a handshake flood adds at most this many to any established client's
+/// wait. The rest wait for the next turn, which comes at once.
+const HANDSHAKES_PER_TURN: usize = 4;
 /// How often the certificate and key files are checked for changes.
 const TLS_FILE_CHECK: Duration = Duration::from_secs(5);
 
@@ -66,6 +71,12 @@ pub struct Reactor {
     next_sweep: Option<Instant>,
     shutdown_by: Option<Instant>,
     expired: Vec<usize>,
+    /// Connections to visit on the next turn without waiting for an event
+    /// (`Verdict::Again`), and the ones being visited this turn.
+    again: Vec<usize>,
+    revisiting: Vec<usize>,
+    /// TLS handshake steps left in this turn.
+    handshakes_left: usize,
     /// The certificate in service, when the listener speaks TLS.
     tls: Option<TlsSource>,
     next_tls_check: Option<Instant>,
@@ -111,6 +122,9 @@ impl Reactor {
             next_sweep: None,
             shutdown_by: None,
             expired: Vec::new(),
+            again: Vec::new(),
+            revisiting: Vec::new(),
+            handshakes_left: HANDSHAKES_PER_TURN,
             next_tls_check: tls.as_ref().map(|_| Instant::now() + TLS_FILE_CHECK),
             tls,
         })
@@ -128,6 +142,8 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            self.handshakes_left = HANDSHAKES_PER_TURN;
+            self.revisit(now);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
@@ -139,6 +155,7 @@ impl Reactor {
                     }
                     Token(t) => {
                         let ready = Readiness {
+                            readable: event.is_readable(),
                             read_closed: event.is_read_closed(),
                         };
                         self.conn_ready(t - FIRST_CONN, ready, now);
@@ -158,7 +175,7 @@ impl Reactor {
 
     /// Sleep until the earliest thing that has a time.
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if self.can_accept(now) {
+        if self.can_accept(now) || !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let candidates = [
@@ -210,15 +227,19 @@ impl Reactor {
                     let mut conn = Conn::new(transport, peer, now, &self.limits);
                     let kept = self.with_env(now, |conns, env| {
                         let entry = conns.vacant_entry();
-                        let token = Token(entry.key() + FIRST_CONN);
-                        if conn.start(token, env) == Verdict::Close {
+                        let key = entry.key();
+                        let verdict = conn.start(Token(key + FIRST_CONN), env);
+                        if verdict == Verdict::Close {
                             return None;
                         }
                         let deadline = conn.deadline();
                         entry.insert(conn);
-                        Some(deadline)
+                        Some((key, verdict, deadline))
                     });
-                    if let Some(deadline) = kept {
+                    if let Some((key, verdict, deadline)) = kept {
+                        if verdict == Verdict::Again {
+                            self.again.push(key);
+                        }
                         self.note_deadline(deadline);
                     }
                 }
@@ -259,11 +280,28 @@ impl Reactor {
                 conns.remove(key);
                 return None;
             }
-            Some(conn.deadline())
+            Some((verdict, conn.deadline()))
         });
-        if let Some(deadline) = kept {
+        if let Some((verdict, deadline)) = kept {
+            if verdict == Verdict::Again {
+                self.again.push(key);
+            }
             self.note_deadline(deadline);
         }
+    }
+
+    /// Visit the connections that asked for another turn, first (they
+    /// have waited longest), once each. A closed or reused slot just finds
+    /// nothing to do.
+    fn revisit(&mut self, now: Instant) {
+        std::mem::swap(&mut self.again, &mut self.revisiting);
+        self.revisiting.sort_unstable();
+        self.revisiting.dedup();
+        for i in 0..self.revisiting.len() {
+            let key = self.revisiting[i];
+            self.conn_ready(key, Readiness::REVISIT, now);
+        }
+        self.revisiting.clear();
     }
 
     /// The connections, and what handling one of them needs from the loop.
@@ -278,6 +316,7 @@ impl Reactor {
             site: &self.site,
             limits: &self.limits,
             now,
+            handshakes_left: &mut self.handshakes_left,
         };
         f(&mut self.conns, &mut env)
     }

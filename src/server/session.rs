@@ -1,6 +1,7 @@
 //! One connection's request stream, without I/O: bytes in, responses out.
 //! Carries an incomplete head between reads, skips request bodies, answers
-//! pipelined requests in order, and says when the connection must close.
+//! pipelined requests in order, holds requests back once a read's answers
+//! reach the caller's budget, and says when the connection must close.
 
 use crate::http::{self, Body, Parsed};
 use crate::server::responses::Site;
@@ -16,10 +17,18 @@ pub enum Flow {
 
 #[derive(Default)]
 pub struct Session {
-    /// The start of a request head that has not fully arrived.
+    /// Input not processed yet: the start of a request head that has not
+    /// fully arrived, or requests held back (see `held_back`). At most one
+    /// read after an incomplete head, so bounded by the head limit plus the
+    /// caller's read size.
     partial: Vec<u8>,
+    /// `partial` starts with requests not answered because the answers
+    /// reached the output budget; feed more (even nothing) to answer them.
+    held_back: bool,
     /// Bytes of the current request's body still to discard.
     body_left: u64,
+    /// Requests answered so far: tells the caller when a new one began.
+    answered: u64,
     /// The session closed after a complete request with nothing after it:
     /// the client expects the close and has nothing more to send.
     clean_end: bool,
@@ -31,21 +40,43 @@ impl Session {
         self.partial.is_empty() && self.body_left == 0
     }
 
+    /// Requests already received wait for their answers to fit the budget.
+    pub fn holds_back_requests(&self) -> bool {
+        self.held_back
+    }
+
+    /// How many requests have been answered (a counter that only grows).
+    pub fn answered(&self) -> u64 {
+        self.answered
+    }
+
     /// After `Flow::Close`: true if no input is pending or expected, so the
     /// connection may close at once instead of lingering.
     pub fn ended_cleanly(&self) -> bool {
         self.clean_end
     }
 
-    /// Part of a request head has arrived (the head deadline applies).
-    pub fn in_head(&self) -> bool {
-        !self.partial.is_empty()
+    /// Part of a request has arrived, head or body, and the rest is up to
+    /// the client (the request deadline applies).
+    pub fn in_request(&self) -> bool {
+        !self.held_back && (!self.partial.is_empty() || self.body_left > 0)
     }
 
-    /// Feed bytes read from the client; append the answers to `out`.
-    pub fn feed(&mut self, input: &[u8], site: &Site, peer: SocketAddr, out: &mut Vec<u8>) -> Flow {
+    /// Feed bytes read from the client (or nothing, to answer requests held
+    /// back); append the answers to `out`. Once `out` holds `out_budget`
+    /// bytes, later requests are held back rather than answered; at least
+    /// one request is answered per call whatever the budget.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        site: &Site,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+        out_budget: usize,
+    ) -> Flow {
+        self.held_back = false;
         if self.partial.is_empty() {
-            let (flow, used) = self.process(input, site, peer, out);
+            let (flow, used) = self.process(input, site, peer, out, out_budget);
             if flow == Flow::Open && used < input.len() {
                 self.partial.extend_from_slice(&input[used..]);
             }
@@ -53,26 +84,31 @@ impl Session {
         }
         let mut pending = std::mem::take(&mut self.partial);
         pending.extend_from_slice(input);
-        let (flow, used) = self.process(&pending, site, peer, out);
+        let (flow, used) = self.process(&pending, site, peer, out, out_budget);
         if flow == Flow::Open && used < pending.len() {
             pending.drain(..used);
             self.partial = pending;
+        } else {
+            // Heads split across reads are rare, and an idle connection
+            // should hold no memory.
+            self.held_back = false;
         }
-        // Otherwise the buffer is dropped: heads split across reads are rare,
-        // and an idle connection should hold no memory.
         flow
     }
 
-    /// Answer every complete request in `buf`; returns how many bytes were
-    /// consumed (the rest is an incomplete head).
+    /// Answer the complete requests in `buf` until `out` reaches
+    /// `out_budget`; returns how many bytes were consumed (the rest is an
+    /// incomplete head, or requests held back).
     fn process(
         &mut self,
         buf: &[u8],
         site: &Site,
         peer: SocketAddr,
         out: &mut Vec<u8>,
+        out_budget: usize,
     ) -> (Flow, usize) {
         let mut pos = 0;
+        let start_len = out.len();
         loop {
             if self.body_left > 0 {
                 let skip = self.body_left.min((buf.len() - pos) as u64);
@@ -80,6 +116,11 @@ impl Session {
                 pos += skip as usize;
             }
             if pos == buf.len() {
+                return (Flow::Open, pos);
+            }
+            let produced = out.len() - start_len;
+            if produced > 0 && produced >= out_budget {
+                self.held_back = true;
                 return (Flow::Open, pos);
             }
             let head = match http::parse_head(&buf[pos..]) {
@@ -92,6 +133,7 @@ impl Session {
                 Parsed::Complete(head) => head,
             };
             pos += head.len;
+            self.answered += 1;
             // After a chunked body, or a body the client may hold back after
             // `Expect: 100-continue`, we cannot tell where the next request
             // starts: answer and close.
@@ -158,17 +200,45 @@ mod tests {
     /// Feed `stream` in pieces cut at `cuts`; returns the output and whether
     /// the session closed.
     fn run(site: &Site, stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
+        run_with_budget(site, stream, cuts, usize::MAX)
+    }
+
+    /// `run` with answers produced at most `budget` bytes (plus one answer)
+    /// per call, the rest held back and asked for with empty feeds, the way
+    /// a connection does once its output drains.
+    fn run_with_budget(
+        site: &Site,
+        stream: &[u8],
+        cuts: &[usize],
+        budget: usize,
+    ) -> (Vec<u8>, bool) {
         let mut session = Session::default();
         let mut out = Vec::new();
         let mut start = 0;
         for &end in cuts.iter().chain(std::iter::once(&stream.len())) {
-            if session.feed(&stream[start..end], site, peer(), &mut out) == Flow::Close {
-                return (out, true);
+            let mut input = &stream[start..end];
+            loop {
+                let before = out.len();
+                if session.feed(input, site, peer(), &mut out, budget) == Flow::Close {
+                    return (out, true);
+                }
+                assert!(
+                    out.len() - before <= budget.saturating_add(MAX_ANSWER_BYTES),
+                    "budget {budget} overrun: {}",
+                    out.len() - before
+                );
+                input = &[];
+                if !session.holds_back_requests() {
+                    break;
+                }
             }
             start = end;
         }
         (out, false)
     }
+
+    /// Longer than any answer to the requests in these tests.
+    const MAX_ANSWER_BYTES: usize = 1024;
 
     /// Split `out` into responses; panics unless it is exactly a sequence of
     /// well-formed HTTP/1.x responses framed by Content-Length.
@@ -237,7 +307,41 @@ mod tests {
                 }
             }
             assert_eq!(split, whole, "cuts {cuts:?} in {stream:?}");
+            let budget = rng.below(2 * MAX_ANSWER_BYTES);
+            let (held, closed) = run_with_budget(&site, stream.as_bytes(), &cuts, budget);
+            assert!(!closed);
+            assert_eq!(held, whole, "budget {budget}, cuts {cuts:?} in {stream:?}");
         }
+    }
+
+    #[test]
+    fn answers_past_the_budget_wait_and_the_input_stays_bounded() {
+        let site = site();
+        let mut session = Session::default();
+        let batch = "G /vault-redirector-health HTTP/1.1\n\n".repeat(431);
+        let mut out = Vec::new();
+        let budget = 16 * 1024;
+        assert_eq!(
+            session.feed(batch.as_bytes(), &site, peer(), &mut out, budget),
+            Flow::Open
+        );
+        assert!(session.holds_back_requests());
+        assert!(!session.in_request());
+        assert!(out.len() < budget + MAX_ANSWER_BYTES, "{}", out.len());
+        assert!(session.partial.len() < batch.len());
+        let mut rounds = 1;
+        while session.holds_back_requests() {
+            let before = out.len();
+            assert_eq!(
+                session.feed(&[], &site, peer(), &mut out, budget),
+                Flow::Open
+            );
+            assert!(out.len() - before < budget + MAX_ANSWER_BYTES);
+            rounds += 1;
+        }
+        assert_eq!(responses(&out).len(), 431);
+        assert_eq!(session.answered(), 431);
+        assert!(rounds > 1 && session.is_idle());
     }
 
     #[test]
@@ -290,13 +394,19 @@ mod tests {
         let mut session = Session::default();
         let mut out = Vec::new();
         assert_eq!(
-            session.feed(b"GET / HTTP/1.1\r\nX: ", &site, peer(), &mut out),
+            session.feed(
+                b"GET / HTTP/1.1\r\nX: ",
+                &site,
+                peer(),
+                &mut out,
+                usize::MAX
+            ),
             Flow::Open
         );
         let chunk = vec![b'a'; 4096];
         let mut flow = Flow::Open;
         for _ in 0..10 {
-            flow = session.feed(&chunk, &site, peer(), &mut out);
+            flow = session.feed(&chunk, &site, peer(), &mut out, usize::MAX);
             if flow == Flow::Close {
                 break;
             }

@@ -36,6 +36,12 @@ impl Transport {
         &mut self.sock
     }
 
+    /// The TLS handshake is not finished: the next read may cost a key
+    /// exchange and a signature.
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
     /// Whether a read shorter than the buffer proves the socket drained:
     /// true for plain TCP; with TLS, rustls may hold more plaintext.
     pub fn short_read_drains(&self) -> bool {

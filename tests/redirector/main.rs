@@ -7,11 +7,13 @@ mod fake_consul;
 #[path = "../data/fixtures.rs"]
 mod fixtures;
 
+mod backpressure;
 mod cli;
 mod consul_changes;
 mod consul_client;
 mod consul_data;
 mod descriptors;
+mod fairness;
 mod hostile;
 mod logging;
 mod pki;
