@@ -156,7 +156,7 @@ pub const OPTIONS: &[Opt] = &[
         "SECS",
         "seconds",
         "Close a connection whose request head has not fully arrived within SECS of its first \
-         byte (default 10)",
+         byte, or whose body has not within SECS of the end of its head (default 10)",
     ),
     value(
         None,
