@@ -5,13 +5,14 @@
 //! `StartError`, which `main` turns into one line and an exit code.
 
 use crate::cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE};
+use crate::discovery::Discovery;
 use crate::discovery::consul::{self, Client, PollError};
 use crate::discovery::pacing::Pacing;
 use crate::discovery::tracker::Tracker;
 use crate::logging;
 use crate::server::limits::{self, Limits};
 use crate::server::reactor::Reactor;
-use crate::server::responses::Site;
+use crate::server::responses::Responses;
 use crate::server::tls::{TlsError, TlsSource};
 use std::fmt;
 use std::io;
@@ -106,20 +107,18 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         addr: config.listen,
         error,
     })?;
-    let mut site = Site::new(
+    let mut responses = Responses::new(
         config.scheme(),
         &config.consul_host_port,
         config.poll_interval.as_secs_f64(),
     );
-    site.update(&tracker);
+    responses.update(&tracker);
     // Signals are registered with the loop before the listening line, so
     // that whoever reads it can signal us at once.
     let mut reactor = Reactor::new(
         listener,
-        site,
-        tracker,
-        client,
-        pacing,
+        responses,
+        |waker| Discovery::start(client, pacing, tracker, waker),
         connection_limits(config.limits),
         tls,
     )

@@ -274,24 +274,6 @@ pub fn write_response(
     }
 }
 
-/// The answer to a request we could not parse: always closes.
-pub fn write_rejection(out: &mut Vec<u8>, reject: Reject) {
-    let (status, body): (&str, &[u8]) = match reject {
-        Reject::BadRequest => ("400 Bad Request", b"{\"errors\":[\"bad request\"]}"),
-        Reject::HeadTooLarge => (
-            "431 Request Header Fields Too Large",
-            b"{\"errors\":[\"request header fields too large\"]}",
-        ),
-    };
-    let response = Response {
-        status,
-        content_type: "application/json",
-        extra_headers: &[],
-        body,
-    };
-    write_response(out, Version::Http11, &response, false, true);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

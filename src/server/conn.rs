@@ -1,13 +1,15 @@
-//! One client connection: socket I/O around a `Session`, its phase
-//! (open, closing after the last response, lingering), its deadline, the
-//! readiness interest it needs, and how much of a loop turn it may take
-//! (reads, TLS handshake steps). Per-connection problems end here as a close.
+//! One client connection: I/O on its byte stream around a `Session`, its
+//! phase (open, closing after the last response, lingering), its deadline,
+//! the readiness interest it needs, and how much of a loop turn it may take
+//! (reads, TLS handshake steps). Per-connection problems end here as a
+//! close. Generic over the stream, so that its phases can be driven in unit
+//! tests without sockets; the loop registers the socket.
 
 use crate::server::limits::{LINGER, Limits};
-use crate::server::responses::Site;
-use crate::server::session::{Flow, Session};
-use crate::server::transport::Transport;
-use mio::{Interest, Registry, Token};
+use crate::server::responses::Responses;
+use crate::server::session::{Answering, Session};
+use crate::server::transport::{Stream, Transport};
+use mio::Interest;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -28,26 +30,27 @@ pub const READ_BUF_BYTES: usize = 16 * 1024;
 
 /// Buffers shared by all connections of the loop: a connection holds memory
 /// of its own only while a head is split across reads or output is stuck.
-pub struct Scratch {
+pub struct SharedBuffers {
     read: Vec<u8>,
     out: Vec<u8>,
 }
 
-impl Scratch {
-    pub fn new() -> Scratch {
-        Scratch {
+impl SharedBuffers {
+    pub fn new() -> SharedBuffers {
+        SharedBuffers {
             read: vec![0; READ_BUF_BYTES],
             out: Vec::with_capacity(READ_BUF_BYTES),
         }
     }
 }
 
-/// What handling any connection needs from the loop, for one wake-up.
-pub struct LoopEnv<'a> {
-    pub registry: &'a Registry,
-    pub scratch: &'a mut Scratch,
-    pub site: &'a Site,
+/// What serving any connection needs from the loop, for one turn.
+pub struct Turn<'a> {
+    pub buffers: &'a mut SharedBuffers,
+    pub responses: &'a Responses,
     pub limits: &'a Limits,
+    /// The daemon is shutting down: every answer closes its connection.
+    pub stopping: bool,
     pub now: Instant,
     /// TLS handshake steps this turn of the loop may still run.
     pub handshakes_left: &'a mut usize,
@@ -93,8 +96,9 @@ impl Readiness {
     };
 }
 
-pub struct Conn {
-    transport: Transport,
+/// One client connection over a stream `S` (plain TCP or TLS in service).
+pub struct Conn<S: Stream = Transport> {
+    stream: S,
     peer: SocketAddr,
     session: Session,
     /// Response bytes the socket has not taken yet.
@@ -116,12 +120,12 @@ pub struct Conn {
     nodelay: bool,
 }
 
-impl Conn {
+impl<S: Stream> Conn<S> {
     /// A new connection; its first head (and TLS handshake) must arrive
     /// within the head timeout.
-    pub fn new(transport: Transport, peer: SocketAddr, now: Instant, limits: &Limits) -> Conn {
+    pub fn new(stream: S, peer: SocketAddr, now: Instant, limits: &Limits) -> Conn<S> {
         Conn {
-            transport,
+            stream,
             peer,
             session: Session::default(),
             out: Vec::new(),
@@ -136,29 +140,25 @@ impl Conn {
         }
     }
 
-    /// Serve a just-accepted connection, then register it if it stays.
-    /// A client's first bytes usually arrive before we accept: reading at
-    /// once answers a one-request connection with no epoll registration at
-    /// all, and an empty read costs one `WouldBlock`. Registering after the
-    /// read loses nothing: epoll reports a socket that is already readable.
-    pub fn start(&mut self, token: Token, env: &mut LoopEnv<'_>) -> Verdict {
+    /// Serve a just-accepted connection. A client's first bytes usually
+    /// arrive before we accept: reading at once answers a one-request
+    /// connection with no epoll registration at all, and an empty read costs
+    /// one `WouldBlock`. The loop registers a connection that stays with
+    /// `interest()` afterwards: epoll reports a socket that is already
+    /// readable, so nothing is lost.
+    pub fn start(&mut self, turn: &mut Turn<'_>) -> Verdict {
         let ready = Readiness {
             readable: true,
             read_closed: false,
         };
-        let verdict = self.pump_or_close(ready, env);
-        if verdict == Verdict::Close {
-            return Verdict::Close;
-        }
+        let verdict = self.serve_or_close(ready, turn);
         self.writable_interest = self.wants_writable();
-        let interest = self.interest();
-        match env
-            .registry
-            .register(self.transport.socket(), token, interest)
-        {
-            Ok(()) => verdict,
-            Err(_) => Verdict::Close,
-        }
+        verdict
+    }
+
+    /// The stream, for the loop to register its socket.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     pub fn deadline(&self) -> Instant {
@@ -170,44 +170,39 @@ impl Conn {
         self.phase == Phase::Open
             && self.session.is_idle()
             && self.out.is_empty()
-            && !self.transport.has_pending_output()
+            && !self.stream.has_pending_output()
     }
 
     /// Handle readiness; `Close` means drop the connection now.
-    pub fn ready(&mut self, ready: Readiness, token: Token, env: &mut LoopEnv<'_>) -> Verdict {
-        let verdict = self.pump_or_close(ready, env);
-        if verdict == Verdict::Close {
-            return Verdict::Close;
-        }
-        let want_writable = self.wants_writable();
-        if want_writable != self.writable_interest {
-            self.writable_interest = want_writable;
-            let interest = self.interest();
-            if env
-                .registry
-                .reregister(self.transport.socket(), token, interest)
-                .is_err()
-            {
-                return Verdict::Close;
-            }
-        }
-        verdict
+    pub fn ready(&mut self, ready: Readiness, turn: &mut Turn<'_>) -> Verdict {
+        self.serve_or_close(ready, turn)
     }
 
-    fn pump_or_close(&mut self, ready: Readiness, env: &mut LoopEnv<'_>) -> Verdict {
-        self.pump(ready, env).unwrap_or_else(|e| {
+    /// The interest to register anew, if it changed since the last time
+    /// (WRITABLE is wanted only while output is pending).
+    pub fn interest_change(&mut self) -> Option<Interest> {
+        let want_writable = self.wants_writable();
+        if want_writable == self.writable_interest {
+            return None;
+        }
+        self.writable_interest = want_writable;
+        Some(self.interest())
+    }
+
+    fn serve_or_close(&mut self, ready: Readiness, turn: &mut Turn<'_>) -> Verdict {
+        self.serve(ready, turn).unwrap_or_else(|e| {
             log::debug!("Closing connection from {}: {e}", self.peer);
             Verdict::Close
         })
     }
 
     fn wants_writable(&self) -> bool {
-        !self.out.is_empty() || self.transport.has_pending_output()
+        !self.out.is_empty() || self.stream.has_pending_output()
     }
 
     /// WRITABLE only while output is pending: otherwise every write would
     /// wake the loop again.
-    fn interest(&self) -> Interest {
+    pub fn interest(&self) -> Interest {
         if self.writable_interest {
             Interest::READABLE | Interest::WRITABLE
         } else {
@@ -215,8 +210,10 @@ impl Conn {
         }
     }
 
-    fn pump(&mut self, ready: Readiness, env: &mut LoopEnv<'_>) -> io::Result<Verdict> {
-        let now = env.now;
+    /// Do whatever the connection's phase wants: flush, read and answer,
+    /// close or linger. Returns what the loop should do with it.
+    fn serve(&mut self, ready: Readiness, turn: &mut Turn<'_>) -> io::Result<Verdict> {
+        let now = turn.now;
         if ready.read_closed {
             self.peer_closed = true;
         }
@@ -226,24 +223,24 @@ impl Conn {
         // A handshake step may cost a key exchange and a signature: only a
         // few per turn, so that a handshake flood cannot starve the
         // connections already established.
-        if self.transport.is_handshaking() {
-            if *env.handshakes_left == 0 {
+        if self.stream.is_handshaking() {
+            if *turn.handshakes_left == 0 {
                 return Ok(Verdict::Again);
             }
-            *env.handshakes_left -= 1;
+            *turn.handshakes_left -= 1;
         }
         let mut progress = false;
         if !self.out.is_empty() {
             progress |= self.flush()? > 0;
-        } else if self.transport.has_pending_output() {
-            self.transport.flush()?;
+        } else if self.stream.has_pending_output() {
+            self.stream.flush()?;
         }
         if self.phase == Phase::Lingering {
-            return self.drain_linger(env.scratch);
+            return self.drain_linger(turn.buffers);
         }
         let answered_before = self.session.answered();
         if self.phase == Phase::Open {
-            progress |= self.read_requests(env.scratch, env.site)?;
+            progress |= self.read_requests(turn)?;
         }
         // The client is done sending: answer everything it sent, then close.
         if self.peer_closed
@@ -254,8 +251,8 @@ impl Conn {
             self.phase = Phase::CloseAfterFlush;
         }
         if self.phase == Phase::CloseAfterFlush && self.out.is_empty() {
-            self.transport.send_close_notify();
-            if !self.transport.flush()? {
+            self.stream.send_close_notify();
+            if !self.stream.flush()? {
                 return Ok(Verdict::Keep);
             }
             // Nothing unread and nothing more coming: a plain close sends a
@@ -265,13 +262,13 @@ impl Conn {
             }
             // Otherwise shut down our side, then read until the client's EOF so that
             // unread input does not turn the close into a reset.
-            self.transport.shutdown_write();
+            self.stream.shutdown_write();
             self.phase = Phase::Lingering;
             self.deadline = now + LINGER;
-            return self.drain_linger(env.scratch);
+            return self.drain_linger(turn.buffers);
         }
         if progress {
-            self.restart_clock(answered_before, now, env.limits);
+            self.restart_clock(answered_before, now, turn.limits);
         }
         if self.phase == Phase::Open && self.reads_left_over {
             return Ok(Verdict::Again);
@@ -301,7 +298,8 @@ impl Conn {
     /// socket is drained, the session closes, too much output is waiting,
     /// or `READS_PER_WAKE` reads are done. Returns whether anything came
     /// in or was answered.
-    fn read_requests(&mut self, scratch: &mut Scratch, site: &Site) -> io::Result<bool> {
+    fn read_requests(&mut self, turn: &mut Turn<'_>) -> io::Result<bool> {
+        let buffers = &mut *turn.buffers;
         let mut progress = false;
         let mut reads = 0;
         self.reads_left_over = false;
@@ -313,14 +311,14 @@ impl Conn {
                 break;
             } else {
                 reads += 1;
-                match self.transport.read(&mut scratch.read) {
+                match self.stream.read(&mut buffers.read) {
                     Ok(0) => {
                         self.peer_closed = true;
                         self.drained = true;
                         break;
                     }
                     Ok(n) => {
-                        self.drained = self.transport.short_read_drains() && n < scratch.read.len();
+                        self.drained = self.stream.short_read_drains() && n < buffers.read.len();
                         n
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -332,27 +330,27 @@ impl Conn {
                 }
             };
             progress = true;
-            scratch.out.clear();
+            buffers.out.clear();
             // Answers beyond the high-water mark wait, with their requests.
-            let budget = OUT_HIGH_WATER - self.out.len();
-            let flow = self.session.feed(
-                &scratch.read[..n],
-                site,
-                self.peer,
-                &mut scratch.out,
-                budget,
-            );
-            self.send(&scratch.out)?;
-            if flow == Flow::Close {
+            let how = Answering {
+                responses: turn.responses,
+                peer: self.peer,
+                stopping: turn.stopping,
+                out_budget: OUT_HIGH_WATER - self.out.len(),
+            };
+            self.session
+                .feed(&buffers.read[..n], &how, &mut buffers.out);
+            self.send(&buffers.out)?;
+            if self.session.is_closing() {
                 self.phase = Phase::CloseAfterFlush;
                 break;
             }
             // Kept alive: later responses must not wait for the client's
             // delayed ACK (Nagle). Like nginx, a one-request connection skips
             // the extra system call.
-            if !self.nodelay && !scratch.out.is_empty() {
+            if !self.nodelay && !buffers.out.is_empty() {
                 self.nodelay = true;
-                self.transport.set_nodelay();
+                self.stream.set_nodelay();
             }
             // A short read drained the socket: the next bytes bring a new event.
             if self.drained && !self.session.holds_back_requests() {
@@ -369,7 +367,7 @@ impl Conn {
             return Ok(());
         }
         if self.out.is_empty() {
-            let n = write_some(&mut self.transport, data)?;
+            let n = write_some(&mut self.stream, data)?;
             self.out.extend_from_slice(&data[n..]);
         } else {
             self.out.extend_from_slice(data);
@@ -379,7 +377,7 @@ impl Conn {
     }
 
     fn flush(&mut self) -> io::Result<usize> {
-        let n = write_some(&mut self.transport, &self.out)?;
+        let n = write_some(&mut self.stream, &self.out)?;
         self.out.drain(..n);
         if self.out.is_empty() {
             // Stuck output is rare: give the memory back.
@@ -388,9 +386,9 @@ impl Conn {
         Ok(n)
     }
 
-    fn drain_linger(&mut self, scratch: &mut Scratch) -> io::Result<Verdict> {
+    fn drain_linger(&mut self, buffers: &mut SharedBuffers) -> io::Result<Verdict> {
         for _ in 0..LINGER_READS_PER_WAKE {
-            match self.transport.discard(&mut scratch.read) {
+            match self.stream.discard(&mut buffers.read) {
                 Ok(0) => return Ok(Verdict::Close),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Verdict::Keep),
@@ -404,10 +402,10 @@ impl Conn {
 }
 
 /// Write until everything is taken or the socket would block.
-fn write_some(transport: &mut Transport, data: &[u8]) -> io::Result<usize> {
+fn write_some(stream: &mut impl Stream, data: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < data.len() {
-        match transport.write(&data[written..]) {
+        match stream.write(&data[written..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -427,10 +425,10 @@ mod tests {
     use std::io::Write;
     use std::time::Duration;
 
-    fn site() -> Site {
-        let mut site = Site::new("http", "consul:8500", 5.0);
-        site.update(&tracker::knowing("vault-a:8200"));
-        site
+    fn responses() -> Responses {
+        let mut responses = Responses::new("http", "consul:8500", 5.0);
+        responses.update(&tracker::knowing("vault-a:8200"));
+        responses
     }
 
     /// Bytes waiting in a socket's receive queue.
@@ -477,28 +475,32 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         server.set_nonblocking(true).unwrap();
-        let poll = mio::Poll::new().unwrap();
-        let (site, limits) = (site(), Limits::default());
-        let mut scratch = Scratch::new();
+        let (responses, limits) = (responses(), Limits::default());
+        let mut buffers = SharedBuffers::new();
         let mut handshakes_left = 0;
-        let mut env = LoopEnv {
-            registry: poll.registry(),
-            scratch: &mut scratch,
-            site: &site,
+        let mut turn = Turn {
+            buffers: &mut buffers,
+            responses: &responses,
             limits: &limits,
+            stopping: false,
             now: Instant::now(),
             handshakes_left: &mut handshakes_left,
         };
         let transport = Transport::plain(mio::net::TcpStream::from_std(server));
-        let mut conn = Conn::new(transport, peer, env.now, &limits);
-        let token = Token(99);
+        let mut conn = Conn::new(transport, peer, turn.now, &limits);
         // Accepting reads at once; a fast sender is not read dry.
-        assert_eq!(conn.start(token, &mut env), Verdict::Again);
+        assert_eq!(conn.start(&mut turn), Verdict::Again);
         // Visited again (and woken as a poll would), it is served to the end.
         // Every answer is a head of a few lines: count them by line ends.
         let lines_per_answer = {
             let mut out = Vec::new();
-            Session::default().feed(request_text().as_bytes(), &site, peer, &mut out, usize::MAX);
+            let how = Answering {
+                responses: &responses,
+                peer,
+                stopping: false,
+                out_budget: usize::MAX,
+            };
+            Session::default().feed(request_text().as_bytes(), &how, &mut out);
             out.iter().filter(|&&b| b == b'\n').count()
         };
         let reader = std::thread::spawn(move || {
@@ -524,8 +526,8 @@ mod tests {
         };
         let mut visits = 1;
         while !(reader.is_finished() && writer.is_finished()) {
-            env.now = Instant::now();
-            if conn.ready(ready, token, &mut env) != Verdict::Again {
+            turn.now = Instant::now();
+            if conn.ready(ready, &mut turn) != Verdict::Again {
                 std::thread::sleep(Duration::from_millis(1));
             }
             visits += 1;

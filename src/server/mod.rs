@@ -1,8 +1,10 @@
-//! Serving clients on one thread: the mio event loop (`reactor`), each
-//! connection's I/O (`conn`, `transport`) and request stream (`session`),
-//! what we answer (`responses`, `health`), the listener's TLS (`tls`), and
-//! the limits that bound all of it.
+//! Serving clients on one thread: the mio event loop (`reactor`), taking
+//! connections (`accept`), each connection's I/O (`conn`, `transport`) and
+//! request stream (`session`), every response we send (`responses`,
+//! `health`), the listener's TLS (`tls`), and the limits that bound all of
+//! it.
 
+pub mod accept;
 pub mod conn;
 pub mod health;
 pub mod limits;

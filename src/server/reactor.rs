@@ -1,43 +1,39 @@
-//! The event loop: one thread, one `mio::Poll`. Owns the listener, the slab
-//! of connections, the Consul poll timer and the hand-off from the poller
-//! thread, signals, connection deadlines and shutdown. Never blocks on
-//! anything but `poll`.
+//! The event loop: one thread, one `mio::Poll`. Dispatches readiness to
+//! the acceptor, the connections, discovery's hand-off and the signals;
+//! runs the timers (discovery, connection deadlines, TLS file checks);
+//! visits connections that asked for another turn; shuts down gracefully.
+//! Never blocks on anything but `poll`.
 
-use crate::discovery::consul::Client;
-use crate::discovery::pacing::Pacing;
-use crate::discovery::poller::Poller;
-use crate::discovery::tracker::Tracker;
+use crate::discovery::Discovery;
 use crate::logging;
-use crate::server::conn::{Conn, LoopEnv, Readiness, Scratch, Verdict};
+use crate::server::accept::Acceptor;
+use crate::server::conn::{Conn, Readiness, SharedBuffers, Turn, Verdict};
 use crate::server::limits::{Limits, SHUTDOWN_GRACE};
-use crate::server::responses::Site;
+use crate::server::responses::Responses;
 use crate::server::tls::TlsSource;
 use crate::server::transport::Transport;
 use log::Level;
-use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
-/// Connection tokens start here, past the fixed ones.
+/// Connection tokens start here, past the fixed ones, with room for more
+/// fixed sources (a notify socket, a second listener) without renumbering.
+/// A connection's token is its slab key plus this.
 const FIRST_CONN: usize = 16;
 
 /// Connections accepted per loop turn, so a connect flood cannot starve
 /// clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
-/// How long the kernel holds a silent new connection before accepting it
-/// anyway (the head timeout then starts). The kernel rounds it to its SYN-ACK
-/// retransmissions: 1 s is the shortest.
-const DEFER_ACCEPT_SECS: libc::c_int = 1;
-/// Out of descriptors: wait this long before accepting again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Sweeps of expired connections happen at most this often.
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
 const EVENTS_CAPACITY: usize = 256;
@@ -46,87 +42,68 @@ const EVENTS_CAPACITY: usize = 256;
 /// a handshake flood adds at most this many to any established client's
 /// wait. The rest wait for the next turn, which comes at once.
 const HANDSHAKES_PER_TURN: usize = 4;
-/// How often the certificate and key files are checked for changes.
-const TLS_FILE_CHECK: Duration = Duration::from_secs(5);
 
+/// The event loop and everything it owns.
 pub struct Reactor {
     poll: Poll,
-    listener: Option<TcpListener>,
+    acceptor: Acceptor,
     conns: Slab<Conn>,
-    scratch: Scratch,
+    buffers: SharedBuffers,
     limits: Limits,
-    site: Site,
-    tracker: Tracker,
-    poller: Poller,
+    responses: Responses,
+    discovery: Discovery,
     signals: Signals,
-    pacing: Pacing,
-    poll_in_flight: bool,
-    /// When the query in flight was sent.
-    poll_sent: Instant,
-    /// The listener may have connections waiting (edge-triggered).
-    accept_ready: bool,
-    accept_paused_until: Option<Instant>,
-    /// Set once per EMFILE episode, so the log is not flooded.
-    descriptors_exhausted: bool,
-    next_sweep: Option<Instant>,
-    shutdown_by: Option<Instant>,
-    expired: Vec<usize>,
-    /// Connections to visit on the next turn without waiting for an event
-    /// (`Verdict::Again`), and the ones being visited this turn.
-    again: Vec<usize>,
-    revisiting: Vec<usize>,
-    /// TLS handshake steps left in this turn.
-    handshakes_left: usize,
     /// The certificate in service, when the listener speaks TLS.
     tls: Option<TlsSource>,
-    next_tls_check: Option<Instant>,
+    /// When the earliest connection deadline may have passed.
+    next_sweep: Option<Instant>,
+    /// Set by the first SIGTERM/SIGINT: the loop ends by then at the latest.
+    shutdown_by: Option<Instant>,
+    revisits: Revisits,
+}
+
+/// Connections to visit on the next turn without waiting for an event
+/// (`Verdict::Again`), and what a turn may still spend on handshakes.
+struct Revisits {
+    again: Vec<usize>,
+    /// The ones being visited this turn (kept to reuse its memory).
+    visiting: Vec<usize>,
+    handshakes_left: usize,
 }
 
 impl Reactor {
+    /// Take the bound listener and the first discovery answer, register
+    /// everything with a new poll, and start discovery's thread.
     pub fn new(
         listener: std::net::TcpListener,
-        site: Site,
-        tracker: Tracker,
-        consul: Client,
-        pacing: Pacing,
+        responses: Responses,
+        discovery: impl FnOnce(Arc<Waker>) -> io::Result<Discovery>,
         limits: Limits,
         tls: Option<TlsSource>,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        listener.set_nonblocking(true)?;
-        defer_accept(&listener);
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let acceptor = Acceptor::new(listener, poll.registry(), LISTENER)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let poller = Poller::spawn(consul, waker)?;
         Ok(Reactor {
             poll,
-            listener: Some(listener),
+            acceptor,
             conns: Slab::with_capacity(64),
-            scratch: Scratch::new(),
+            buffers: SharedBuffers::new(),
             limits,
-            site,
-            tracker,
-            poller,
+            responses,
+            discovery: discovery(waker)?,
             signals,
-            pacing,
-            poll_in_flight: false,
-            poll_sent: Instant::now(),
-            accept_ready: true,
-            accept_paused_until: None,
-            descriptors_exhausted: false,
+            tls,
             next_sweep: None,
             shutdown_by: None,
-            expired: Vec::new(),
-            again: Vec::new(),
-            revisiting: Vec::new(),
-            handshakes_left: HANDSHAKES_PER_TURN,
-            next_tls_check: tls.as_ref().map(|_| Instant::now() + TLS_FILE_CHECK),
-            tls,
+            revisits: Revisits {
+                again: Vec::new(),
+                visiting: Vec::new(),
+                handshakes_left: HANDSHAKES_PER_TURN,
+            },
         })
     }
 
@@ -142,12 +119,16 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
-            self.handshakes_left = HANDSHAKES_PER_TURN;
+            self.revisits.handshakes_left = HANDSHAKES_PER_TURN;
             self.revisit(now);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_ready = true,
-                    WAKER => self.take_poll_outcomes(now)?,
+                    LISTENER => self.acceptor.set_ready(),
+                    WAKER => {
+                        if self.discovery.on_wake(now)? {
+                            self.responses.update(self.discovery.tracker());
+                        }
+                    }
                     SIGNALS => {
                         if self.handle_signals(now) {
                             return Ok(());
@@ -164,27 +145,27 @@ impl Reactor {
             }
             self.accept(now);
             self.run_timers(now)?;
-            if let Some(by) = self.shutdown_by {
-                if self.conns.is_empty() || now >= by {
-                    log::warn!("Shutdown complete");
-                    return Ok(());
-                }
+            if self
+                .shutdown_by
+                .is_some_and(|by| self.conns.is_empty() || now >= by)
+            {
+                log::warn!("Shutdown complete");
+                return Ok(());
             }
         }
     }
 
     /// Sleep until the earliest thing that has a time.
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if self.can_accept(now) || !self.again.is_empty() {
+        if self.can_accept(now) || !self.revisits.again.is_empty() {
             return Some(Duration::ZERO);
         }
         let candidates = [
-            (!self.poll_in_flight && self.shutdown_by.is_none()).then_some(self.pacing.next()),
-            self.tracker.expiry(),
+            self.discovery.next_timer(),
             self.next_sweep,
-            self.accept_paused_until,
+            self.acceptor.paused_until(),
             self.shutdown_by,
-            self.next_tls_check,
+            self.tls.as_ref().map(TlsSource::next_check),
         ];
         candidates
             .into_iter()
@@ -194,99 +175,92 @@ impl Reactor {
     }
 
     fn can_accept(&self, now: Instant) -> bool {
-        self.accept_ready
-            && self.listener.is_some()
-            && self.conns.len() < self.limits.max_connections
-            && self.accept_paused_until.is_none_or(|t| now >= t)
+        self.conns.len() < self.limits.max_connections && self.acceptor.can_accept(now)
     }
 
     fn accept(&mut self, now: Instant) {
         if !self.can_accept(now) {
             return;
         }
-        self.accept_paused_until = None;
         for _ in 0..ACCEPTS_PER_TURN {
             if self.conns.len() >= self.limits.max_connections {
                 return;
             }
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((sock, peer)) => {
-                    let transport = match &self.tls {
-                        None => Transport::plain(sock),
-                        Some(tls) => match Transport::tls(sock, tls.config()) {
-                            Ok(t) => t,
-                            Err(e) => {
-                                log::debug!("TLS for {peer}: {e}");
-                                continue;
-                            }
-                        },
-                    };
-                    let mut conn = Conn::new(transport, peer, now, &self.limits);
-                    let kept = self.with_env(now, |conns, env| {
-                        let entry = conns.vacant_entry();
-                        let key = entry.key();
-                        let verdict = conn.start(Token(key + FIRST_CONN), env);
-                        if verdict == Verdict::Close {
-                            return None;
-                        }
-                        let deadline = conn.deadline();
-                        entry.insert(conn);
-                        Some((key, verdict, deadline))
-                    });
-                    if let Some((key, verdict, deadline)) = kept {
-                        if verdict == Verdict::Again {
-                            self.again.push(key);
-                        }
-                        self.note_deadline(deadline);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Caught up with the backlog: an exhaustion episode is over.
-                    if self.descriptors_exhausted {
-                        log::warn!("Accepting connections again");
-                        self.descriptors_exhausted = false;
-                    }
-                    self.accept_ready = false;
-                    return;
-                }
-                Err(e) if is_out_of_descriptors(&e) => {
-                    if !self.descriptors_exhausted {
-                        log::error!(
-                            "Cannot accept connections: {e}; retrying every {} ms",
-                            ACCEPT_BACKOFF.as_millis()
-                        );
-                        self.descriptors_exhausted = true;
-                    }
-                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
-                    return;
-                }
-                // Aborted or reset before we got to it: nothing to do.
-                Err(e) => log::debug!("accept: {e}"),
+            match self.acceptor.next(now) {
+                Some((sock, peer)) => self.open(sock, peer, now),
+                None => return,
             }
         }
     }
 
+    /// Serve a new connection at once (its first bytes are usually in), and
+    /// keep it if it stays open.
+    fn open(&mut self, sock: TcpStream, peer: SocketAddr, now: Instant) {
+        let transport = match &self.tls {
+            None => Transport::plain(sock),
+            Some(tls) => match Transport::tls(sock, tls.config()) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::debug!("TLS for {peer}: {e}");
+                    return;
+                }
+            },
+        };
+        let mut conn = Conn::new(transport, peer, now, &self.limits);
+        let (registry, conns, mut turn) = self.split(now);
+        let verdict = conn.start(&mut turn);
+        if verdict == Verdict::Close {
+            return;
+        }
+        let entry = conns.vacant_entry();
+        let key = entry.key();
+        let interest = conn.interest();
+        let token = Token(key + FIRST_CONN);
+        if registry
+            .register(conn.stream_mut().socket(), token, interest)
+            .is_err()
+        {
+            return;
+        }
+        let deadline = conn.deadline();
+        entry.insert(conn);
+        self.kept(key, verdict, deadline);
+    }
+
     fn conn_ready(&mut self, key: usize, ready: Readiness, now: Instant) {
-        let draining = self.shutdown_by.is_some();
-        let kept = self.with_env(now, |conns, env| {
-            // A stale event for a closed (or reused) slot is harmless: the
-            // connection just finds nothing to read.
-            let conn = conns.get_mut(key)?;
-            let verdict = conn.ready(ready, Token(key + FIRST_CONN), env);
-            if verdict == Verdict::Close || (draining && conn.is_idle()) {
-                conns.remove(key);
-                return None;
+        let (registry, conns, mut turn) = self.split(now);
+        let stopping = turn.stopping;
+        // A stale event for a closed (or reused) slot is harmless: the
+        // connection just finds nothing to read.
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let mut verdict = conn.ready(ready, &mut turn);
+        if let Some(interest) = conn.interest_change() {
+            let token = Token(key + FIRST_CONN);
+            if registry
+                .reregister(conn.stream_mut().socket(), token, interest)
+                .is_err()
+            {
+                verdict = Verdict::Close;
             }
-            Some((verdict, conn.deadline()))
-        });
-        if let Some((verdict, deadline)) = kept {
-            if verdict == Verdict::Again {
-                self.again.push(key);
-            }
-            self.note_deadline(deadline);
+        }
+        if verdict == Verdict::Close || (stopping && conn.is_idle()) {
+            conns.remove(key);
+            return;
+        }
+        let deadline = conn.deadline();
+        self.kept(key, verdict, deadline);
+    }
+
+    /// A connection stays: note its deadline, and whether it wants another
+    /// turn.
+    fn kept(&mut self, key: usize, verdict: Verdict, deadline: Instant) {
+        if verdict == Verdict::Again {
+            self.revisits.again.push(key);
+        }
+        if self.next_sweep.is_none_or(|s| deadline < s) {
+            self.next_sweep = Some(deadline);
         }
     }
 
@@ -294,120 +268,61 @@ impl Reactor {
     /// have waited longest), once each. A closed or reused slot just finds
     /// nothing to do.
     fn revisit(&mut self, now: Instant) {
-        std::mem::swap(&mut self.again, &mut self.revisiting);
-        self.revisiting.sort_unstable();
-        self.revisiting.dedup();
-        for i in 0..self.revisiting.len() {
-            let key = self.revisiting[i];
+        let revisits = &mut self.revisits;
+        std::mem::swap(&mut revisits.again, &mut revisits.visiting);
+        revisits.visiting.sort_unstable();
+        revisits.visiting.dedup();
+        for i in 0..self.revisits.visiting.len() {
+            let key = self.revisits.visiting[i];
             self.conn_ready(key, Readiness::REVISIT, now);
         }
-        self.revisiting.clear();
+        self.revisits.visiting.clear();
     }
 
-    /// The connections, and what handling one of them needs from the loop.
-    fn with_env<R>(
-        &mut self,
-        now: Instant,
-        f: impl FnOnce(&mut Slab<Conn>, &mut LoopEnv<'_>) -> R,
-    ) -> R {
-        let mut env = LoopEnv {
-            registry: self.poll.registry(),
-            scratch: &mut self.scratch,
-            site: &self.site,
+    /// What serving a connection needs from the loop this turn, beside the
+    /// connections and the registry to (re)register their sockets with.
+    fn split(&mut self, now: Instant) -> (&Registry, &mut Slab<Conn>, Turn<'_>) {
+        let turn = Turn {
+            buffers: &mut self.buffers,
+            responses: &self.responses,
             limits: &self.limits,
+            stopping: self.shutdown_by.is_some(),
             now,
-            handshakes_left: &mut self.handshakes_left,
+            handshakes_left: &mut self.revisits.handshakes_left,
         };
-        f(&mut self.conns, &mut env)
-    }
-
-    fn note_deadline(&mut self, deadline: Instant) {
-        if self.next_sweep.is_none_or(|s| deadline < s) {
-            self.next_sweep = Some(deadline);
-        }
+        (self.poll.registry(), &mut self.conns, turn)
     }
 
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
-        if !self.poll_in_flight && self.shutdown_by.is_none() && now >= self.pacing.next() {
-            self.start_poll(now)?;
-        }
-        if self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now) {
-            self.site.update(&self.tracker);
+        if self.discovery.on_timer(now)? {
+            self.responses.update(self.discovery.tracker());
         }
         if self.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
         }
-        if self.next_tls_check.is_some_and(|at| now >= at) {
-            self.next_tls_check = Some(now + TLS_FILE_CHECK);
-            if self.tls.as_ref().is_some_and(TlsSource::changed) {
-                self.reload_tls("a changed file");
-            }
+        if let Some(tls) = &mut self.tls {
+            tls.on_timer(now);
         }
         Ok(())
     }
 
-    /// New connections get the re-read pair; open ones keep theirs. A
-    /// broken pair is logged and the one in service stays.
-    fn reload_tls(&mut self, why: &str) {
-        let Some(tls) = &mut self.tls else {
-            log::info!("Reload requested by {why}: no TLS certificate to reload");
-            return;
-        };
-        match tls.reload() {
-            Ok(()) => log::warn!("Reloaded the TLS certificate and key after {why}"),
-            Err(e) => log::error!(
-                "Keeping the TLS certificate in service: reload after {why} failed: {e}"
-            ),
-        }
-    }
-
-    fn start_poll(&mut self, now: Instant) -> io::Result<()> {
-        if !self.poller.request(self.pacing.query()) {
-            return Err(poller_gone());
-        }
-        self.poll_in_flight = true;
-        self.poll_sent = now;
-        Ok(())
-    }
-
-    fn take_poll_outcomes(&mut self, now: Instant) -> io::Result<()> {
-        // Wake-ups coalesce: take everything that is there.
-        loop {
-            match self.poller.try_outcome() {
-                Ok(Some(outcome)) => {
-                    self.poll_in_flight = false;
-                    match outcome.result {
-                        Ok(answer) => {
-                            self.pacing.on_answer(answer.index, self.poll_sent, now);
-                            self.tracker.on_answer(answer, SystemTime::now());
-                        }
-                        Err(e) => {
-                            self.pacing.on_error(now);
-                            self.tracker.on_error(&e, now);
-                        }
-                    }
-                    self.site.update(&self.tracker);
-                }
-                Ok(None) => return Ok(()),
-                Err(()) => return Err(poller_gone()),
-            }
-        }
-    }
-
+    /// Close the connections past their deadline; find the next deadline.
     fn sweep(&mut self, now: Instant) {
+        let before = self.conns.len();
         let mut earliest: Option<Instant> = None;
-        self.expired.clear();
-        for (key, conn) in self.conns.iter() {
-            let d = conn.deadline();
-            if d <= now {
-                self.expired.push(key);
-            } else if earliest.is_none_or(|e| d < e) {
-                earliest = Some(d);
+        self.conns.retain(|_, conn| {
+            let deadline = conn.deadline();
+            if deadline <= now {
+                return false;
             }
-        }
-        for &key in &self.expired {
-            log::debug!("Closing a connection past its deadline");
-            self.conns.remove(key);
+            earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+            true
+        });
+        if self.conns.len() < before {
+            log::debug!(
+                "Closed {} connection(s) past their deadline",
+                before - self.conns.len()
+            );
         }
         self.next_sweep = earliest.map(|e| e.max(now + MIN_SWEEP_GAP));
     }
@@ -436,7 +351,10 @@ impl Reactor {
                     );
                     logging::set_enabled(false);
                 }
-                SIGHUP => self.reload_tls("SIGHUP"),
+                SIGHUP => match &mut self.tls {
+                    Some(tls) => tls.reload_logged("SIGHUP"),
+                    None => log::info!("Reload requested by SIGHUP: no TLS certificate to reload"),
+                },
                 _ if self.shutdown_by.is_some() => {
                     log::warn!("Second termination signal: exiting now");
                     return true;
@@ -447,8 +365,9 @@ impl Reactor {
         false
     }
 
-    /// Stop accepting, close idle connections, let responses in flight
-    /// finish (each closing its connection), for at most `SHUTDOWN_GRACE`.
+    /// Stop accepting and asking discovery, close idle connections, let
+    /// responses in flight finish (each closing its connection), for at most
+    /// `SHUTDOWN_GRACE`.
     fn begin_shutdown(&mut self, now: Instant) {
         log::warn!(
             "Shutting down: finishing {} open connection(s) within {} s",
@@ -456,51 +375,8 @@ impl Reactor {
             SHUTDOWN_GRACE.as_secs()
         );
         self.shutdown_by = Some(now + SHUTDOWN_GRACE);
-        self.site.draining = true;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
+        self.discovery.stop();
+        self.acceptor.close(self.poll.registry());
         self.conns.retain(|_, conn| !conn.is_idle());
-    }
-}
-
-/// The poller thread cannot fail: every failure of a query is a `PollError`
-/// answered over the channel, and the thread ends only when the loop drops
-/// its handle. Only a panic (a bug) can end it sooner, and the release build
-/// aborts the process on a panic (`panic = "abort"`), for its supervisor to
-/// restart. A build that unwinds (tests, debug) ends the loop here with an
-/// error instead: the same outcome, rather than a restart path that the
-/// release build could never run.
-fn poller_gone() -> io::Error {
-    io::Error::other("the Consul poller thread is gone (it panicked)")
-}
-
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
-/// Let the kernel hand us a connection only once its first bytes are in
-/// (or after about a second of silence): the request is then read at
-/// accept, and a one-request connection is answered and closed with no
-/// epoll registration and no extra wake-up. Without it (an old kernel),
-/// connections are only accepted earlier.
-fn defer_accept(listener: &std::net::TcpListener) {
-    use std::os::fd::AsRawFd;
-    let seconds: libc::c_int = DEFER_ACCEPT_SECS;
-    // SAFETY: a valid socket and an int option of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
     }
 }

@@ -1,10 +1,11 @@
-//! What the redirector answers: the 307 to the active node, the health
-//! JSON, the 503 while no node is known, the 400 for targets that cannot be
-//! redirected. Rebuilt from the tracker when Consul's answer changes, so a
+//! Every response the redirector sends: the 307 to the active node, the
+//! health JSON, the 503 while no node is known, the 400 for targets that
+//! cannot be redirected, and the 400/431 for requests that cannot be
+//! parsed. Rebuilt from the tracker when discovery's answer changes, so a
 //! request costs no formatting beyond copying bytes. No I/O besides logging.
 
 use crate::discovery::tracker::Tracker;
-use crate::http::{self, Head, Redirect, Response, Version};
+use crate::http::{self, Head, Redirect, Reject, Response, Version};
 use crate::logging::Truncated;
 use crate::server::health::{self, HEALTH_PATH, HealthView};
 use std::cell::Cell;
@@ -22,8 +23,12 @@ const NO_ACTIVE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 const NO_ACTIVE_BODY: &[u8] = b"{\"errors\":[\"no active Vault node\"]}";
 const BAD_TARGET_BODY: &[u8] = b"{\"errors\":[\"request target must be a path starting with /\"]}";
+const BAD_REQUEST_BODY: &[u8] = b"{\"errors\":[\"bad request\"]}";
+const HEAD_TOO_LARGE_BODY: &[u8] = b"{\"errors\":[\"request header fields too large\"]}";
 
-pub struct Site {
+/// The answers to requests, as of discovery's latest answer: built once
+/// per answer, copied per request.
+pub struct Responses {
     scheme: &'static str,
     consul_host_port: String,
     /// The 307 to the active node, if one is known.
@@ -34,22 +39,19 @@ pub struct Site {
     health_keep_alive: Vec<u8>,
     /// Seconds a client should wait before retrying a 503 (the poll interval).
     retry_after: String,
-    /// Shutting down: every answer closes its connection.
-    pub draining: bool,
     /// Paces the warning about 503s (a `Cell`: answering takes `&self`).
     no_active_warnings: Cell<RepeatLimiter>,
 }
 
-impl Site {
-    pub fn new(scheme: &'static str, consul_host_port: &str, poll_secs: f64) -> Site {
-        Site {
+impl Responses {
+    pub fn new(scheme: &'static str, consul_host_port: &str, poll_secs: f64) -> Responses {
+        Responses {
             scheme,
             consul_host_port: consul_host_port.to_owned(),
             redirect: None,
             health_body: Vec::new(),
             health_keep_alive: Vec::new(),
             retry_after: (poll_secs.ceil().max(1.0) as u64).to_string(),
-            draining: false,
             no_active_warnings: Cell::new(RepeatLimiter::new(NO_ACTIVE_WARNING_INTERVAL)),
         }
     }
@@ -108,63 +110,123 @@ impl Site {
         out: &mut Vec<u8>,
         close: bool,
     ) -> bool {
-        let head_only = head.method == "HEAD";
-        let target = head.target;
-        let method = Truncated(head.method, LOGGED_METHOD_BYTES);
-        let logged_target = Truncated(target, LOGGED_TARGET_BYTES);
-        if target == HEALTH_PATH {
-            if head.version == Version::Http11 && !close && !head_only {
-                out.extend_from_slice(&self.health_keep_alive);
-            } else {
-                let response = self.health_response();
-                http::write_response(out, head.version, &response, head_only, close);
-            }
-            let code = if self.redirect.is_some() { 200 } else { 503 };
-            log::info!("RESPOND {code} for {method} request for {target} from {peer}");
+        let asked = Asked {
+            head,
+            peer,
+            method: Truncated(head.method, LOGGED_METHOD_BYTES),
+            target: Truncated(head.target, LOGGED_TARGET_BYTES),
+            head_only: head.method == "HEAD",
+        };
+        if head.target == HEALTH_PATH {
+            self.health(&asked, out, close);
             return true;
         }
         // Origin-form only: the authority of the Location is always the
         // active node, never something the client sent.
-        if !target.starts_with('/') {
-            let response = Response {
-                status: "400 Bad Request",
-                content_type: "application/json",
-                extra_headers: &[],
-                body: BAD_TARGET_BODY,
-            };
-            http::write_response(out, head.version, &response, head_only, true);
-            log::info!("RESPOND 400 for {method} request for {logged_target} from {peer}");
+        if !head.target.starts_with('/') {
+            self.bad_target(&asked, out);
             return false;
         }
         match &self.redirect {
-            Some(redirect) => {
-                redirect.write(out, head.version, target, close);
-                if log::log_enabled!(log::Level::Info) {
-                    let location = String::from_utf8_lossy(redirect.location());
-                    log::info!(
-                        "RESPOND 307 to {location}{logged_target} for {method} request for \
-                         {logged_target} from {peer}"
-                    );
-                }
-            }
-            None => {
-                let response = Response {
-                    status: "503 Service Unavailable",
-                    content_type: "application/json",
-                    extra_headers: &[("Retry-After", &self.retry_after)],
-                    body: NO_ACTIVE_BODY,
-                };
-                http::write_response(out, head.version, &response, head_only, close);
-                log::info!("RESPOND 503 for {method} request for {logged_target} from {peer}");
-                let mut limiter = self.no_active_warnings.get();
-                if let Some(summary) = limiter.record(Instant::now()) {
-                    warn_no_active(summary);
-                }
-                self.no_active_warnings.set(limiter);
-            }
+            Some(redirect) => self.redirect(redirect, &asked, out, close),
+            None => self.no_active(&asked, out, close),
         }
         true
     }
+
+    /// The answer to a request that could not be parsed; the connection
+    /// closes after it.
+    pub fn reject(&self, out: &mut Vec<u8>, reject: Reject, peer: SocketAddr) {
+        log::debug!("Rejecting a malformed request from {peer}: {reject:?}");
+        let (status, body) = match reject {
+            Reject::BadRequest => ("400 Bad Request", BAD_REQUEST_BODY),
+            Reject::HeadTooLarge => ("431 Request Header Fields Too Large", HEAD_TOO_LARGE_BODY),
+        };
+        let response = Response {
+            status,
+            content_type: "application/json",
+            extra_headers: &[],
+            body,
+        };
+        http::write_response(out, Version::Http11, &response, false, true);
+    }
+
+    fn health(&self, asked: &Asked<'_, '_>, out: &mut Vec<u8>, close: bool) {
+        let head = asked.head;
+        if head.version == Version::Http11 && !close && !asked.head_only {
+            out.extend_from_slice(&self.health_keep_alive);
+        } else {
+            let response = self.health_response();
+            http::write_response(out, head.version, &response, asked.head_only, close);
+        }
+        let code = if self.redirect.is_some() { 200 } else { 503 };
+        let Asked { method, peer, .. } = asked;
+        log::info!("RESPOND {code} for {method} request for {HEALTH_PATH} from {peer}");
+    }
+
+    fn bad_target(&self, asked: &Asked<'_, '_>, out: &mut Vec<u8>) {
+        let response = Response {
+            status: "400 Bad Request",
+            content_type: "application/json",
+            extra_headers: &[],
+            body: BAD_TARGET_BODY,
+        };
+        http::write_response(out, asked.head.version, &response, asked.head_only, true);
+        let Asked {
+            method,
+            target,
+            peer,
+            ..
+        } = asked;
+        log::info!("RESPOND 400 for {method} request for {target} from {peer}");
+    }
+
+    fn redirect(&self, redirect: &Redirect, asked: &Asked<'_, '_>, out: &mut Vec<u8>, close: bool) {
+        redirect.write(out, asked.head.version, asked.head.target, close);
+        if log::log_enabled!(log::Level::Info) {
+            let location = String::from_utf8_lossy(redirect.location());
+            let Asked {
+                method,
+                target,
+                peer,
+                ..
+            } = asked;
+            log::info!(
+                "RESPOND 307 to {location}{target} for {method} request for {target} from {peer}"
+            );
+        }
+    }
+
+    fn no_active(&self, asked: &Asked<'_, '_>, out: &mut Vec<u8>, close: bool) {
+        let response = Response {
+            status: "503 Service Unavailable",
+            content_type: "application/json",
+            extra_headers: &[("Retry-After", &self.retry_after)],
+            body: NO_ACTIVE_BODY,
+        };
+        http::write_response(out, asked.head.version, &response, asked.head_only, close);
+        let Asked {
+            method,
+            target,
+            peer,
+            ..
+        } = asked;
+        log::info!("RESPOND 503 for {method} request for {target} from {peer}");
+        let mut limiter = self.no_active_warnings.get();
+        if let Some(summary) = limiter.record(Instant::now()) {
+            warn_no_active(summary);
+        }
+        self.no_active_warnings.set(limiter);
+    }
+}
+
+/// One request as the responses see it, with what its log line shows.
+struct Asked<'h, 'a> {
+    head: &'h Head<'a>,
+    peer: SocketAddr,
+    method: Truncated<'a>,
+    target: Truncated<'a>,
+    head_only: bool,
 }
 
 fn warn_no_active(summary: Summary) {

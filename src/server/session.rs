@@ -4,17 +4,22 @@
 //! reach the caller's budget, and says when the connection must close.
 
 use crate::http::{self, Body, Parsed};
-use crate::server::responses::Site;
+use crate::server::responses::Responses;
 use std::net::SocketAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Keep reading requests.
-    Open,
-    /// Send what was written, then close; ignore any further input.
-    Close,
+/// What answering one batch of a connection's input needs from around it.
+pub struct Answering<'a> {
+    pub responses: &'a Responses,
+    pub peer: SocketAddr,
+    /// The daemon is shutting down: every answer closes its connection.
+    pub stopping: bool,
+    /// Once the answers of one batch reach this many bytes, later requests
+    /// are held back rather than answered (at least one is answered).
+    pub out_budget: usize,
 }
 
+/// A connection's request stream: what arrived and was not answered yet,
+/// and where the stream stands (in a head, in a body, held back, closing).
 #[derive(Default)]
 pub struct Session {
     /// Input not processed yet: the start of a request head that has not
@@ -29,6 +34,9 @@ pub struct Session {
     body_left: u64,
     /// Requests answered so far: tells the caller when a new one began.
     answered: u64,
+    /// The last answer closes the connection: send what was written, then
+    /// close; any further input is ignored.
+    closing: bool,
     /// The session closed after a complete request with nothing after it:
     /// the client expects the close and has nothing more to send.
     clean_end: bool,
@@ -50,7 +58,12 @@ impl Session {
         self.answered
     }
 
-    /// After `Flow::Close`: true if no input is pending or expected, so the
+    /// The last answer written closes the connection.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Once closing: true if no input is pending or expected, so the
     /// connection may close at once instead of lingering.
     pub fn ended_cleanly(&self) -> bool {
         self.clean_end
@@ -63,29 +76,22 @@ impl Session {
     }
 
     /// Feed bytes read from the client (or nothing, to answer requests held
-    /// back); append the answers to `out`. Once `out` holds `out_budget`
-    /// bytes, later requests are held back rather than answered; at least
-    /// one request is answered per call whatever the budget.
-    pub fn feed(
-        &mut self,
-        input: &[u8],
-        site: &Site,
-        peer: SocketAddr,
-        out: &mut Vec<u8>,
-        out_budget: usize,
-    ) -> Flow {
+    /// back); append the answers to `out`, up to `how.out_budget` (the rest
+    /// is held back). Afterwards `is_closing` says whether to close once the
+    /// answers are out.
+    pub fn feed(&mut self, input: &[u8], how: &Answering<'_>, out: &mut Vec<u8>) {
         self.held_back = false;
         if self.partial.is_empty() {
-            let (flow, used) = self.process(input, site, peer, out, out_budget);
-            if flow == Flow::Open && used < input.len() {
+            let used = self.process(input, how, out);
+            if !self.closing && used < input.len() {
                 self.partial.extend_from_slice(&input[used..]);
             }
-            return flow;
+            return;
         }
         let mut pending = std::mem::take(&mut self.partial);
         pending.extend_from_slice(input);
-        let (flow, used) = self.process(&pending, site, peer, out, out_budget);
-        if flow == Flow::Open && used < pending.len() {
+        let used = self.process(&pending, how, out);
+        if !self.closing && used < pending.len() {
             pending.drain(..used);
             self.partial = pending;
         } else {
@@ -93,20 +99,12 @@ impl Session {
             // should hold no memory.
             self.held_back = false;
         }
-        flow
     }
 
     /// Answer the complete requests in `buf` until `out` reaches
     /// `out_budget`; returns how many bytes were consumed (the rest is an
     /// incomplete head, or requests held back).
-    fn process(
-        &mut self,
-        buf: &[u8],
-        site: &Site,
-        peer: SocketAddr,
-        out: &mut Vec<u8>,
-        out_budget: usize,
-    ) -> (Flow, usize) {
+    fn process(&mut self, buf: &[u8], how: &Answering<'_>, out: &mut Vec<u8>) -> usize {
         let mut pos = 0;
         let start_len = out.len();
         loop {
@@ -116,19 +114,19 @@ impl Session {
                 pos += skip as usize;
             }
             if pos == buf.len() {
-                return (Flow::Open, pos);
+                return pos;
             }
             let produced = out.len() - start_len;
-            if produced > 0 && produced >= out_budget {
+            if produced > 0 && produced >= how.out_budget {
                 self.held_back = true;
-                return (Flow::Open, pos);
+                return pos;
             }
             let head = match http::parse_head(&buf[pos..]) {
-                Parsed::Partial => return (Flow::Open, pos),
+                Parsed::Partial => return pos,
                 Parsed::Invalid(reject) => {
-                    log::debug!("Rejecting a malformed request from {peer}: {reject:?}");
-                    http::write_rejection(out, reject);
-                    return (Flow::Close, buf.len());
+                    how.responses.reject(out, reject, how.peer);
+                    self.closing = true;
+                    return buf.len();
                 }
                 Parsed::Complete(head) => head,
             };
@@ -138,13 +136,14 @@ impl Session {
             // `Expect: 100-continue`, we cannot tell where the next request
             // starts: answer and close.
             let close = head.close
-                || site.draining
+                || how.stopping
                 || head.body == Body::Chunked
                 || (head.expect_continue && head.body != Body::None);
-            let keep = site.answer(&head, peer, out, close);
+            let keep = how.responses.answer(&head, how.peer, out, close);
             if close || !keep {
                 self.clean_end = keep && head.body == Body::None && pos == buf.len();
-                return (Flow::Close, buf.len());
+                self.closing = true;
+                return buf.len();
             }
             if let Body::Length(n) = head.body {
                 self.body_left = n;
@@ -178,10 +177,19 @@ mod tests {
         }
     }
 
-    fn site() -> Site {
-        let mut site = Site::new("http", "consul:8500", 5.0);
+    fn site() -> Responses {
+        let mut site = Responses::new("http", "consul:8500", 5.0);
         site.update(&tracker::knowing("vault-a:8200"));
         site
+    }
+
+    fn answering(site: &Responses, out_budget: usize) -> Answering<'_> {
+        Answering {
+            responses: site,
+            peer: peer(),
+            stopping: false,
+            out_budget,
+        }
     }
 
     fn peer() -> SocketAddr {
@@ -199,7 +207,7 @@ mod tests {
 
     /// Feed `stream` in pieces cut at `cuts`; returns the output and whether
     /// the session closed.
-    fn run(site: &Site, stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
+    fn run(site: &Responses, stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
         run_with_budget(site, stream, cuts, usize::MAX)
     }
 
@@ -207,7 +215,7 @@ mod tests {
     /// per call, the rest held back and asked for with empty feeds, the way
     /// a connection does once its output drains.
     fn run_with_budget(
-        site: &Site,
+        site: &Responses,
         stream: &[u8],
         cuts: &[usize],
         budget: usize,
@@ -219,7 +227,8 @@ mod tests {
             let mut input = &stream[start..end];
             loop {
                 let before = out.len();
-                if session.feed(input, site, peer(), &mut out, budget) == Flow::Close {
+                session.feed(input, &answering(site, budget), &mut out);
+                if session.is_closing() {
                     return (out, true);
                 }
                 assert!(
@@ -321,10 +330,9 @@ mod tests {
         let batch = "G /vault-redirector-health HTTP/1.1\n\n".repeat(431);
         let mut out = Vec::new();
         let budget = 16 * 1024;
-        assert_eq!(
-            session.feed(batch.as_bytes(), &site, peer(), &mut out, budget),
-            Flow::Open
-        );
+        let how = answering(&site, budget);
+        session.feed(batch.as_bytes(), &how, &mut out);
+        assert!(!session.is_closing());
         assert!(session.holds_back_requests());
         assert!(!session.in_request());
         assert!(out.len() < budget + MAX_ANSWER_BYTES, "{}", out.len());
@@ -332,10 +340,8 @@ mod tests {
         let mut rounds = 1;
         while session.holds_back_requests() {
             let before = out.len();
-            assert_eq!(
-                session.feed(&[], &site, peer(), &mut out, budget),
-                Flow::Open
-            );
+            session.feed(&[], &how, &mut out);
+            assert!(!session.is_closing());
             assert!(out.len() - before < budget + MAX_ANSWER_BYTES);
             rounds += 1;
         }
@@ -393,25 +399,17 @@ mod tests {
         let site = site();
         let mut session = Session::default();
         let mut out = Vec::new();
-        assert_eq!(
-            session.feed(
-                b"GET / HTTP/1.1\r\nX: ",
-                &site,
-                peer(),
-                &mut out,
-                usize::MAX
-            ),
-            Flow::Open
-        );
+        let how = answering(&site, usize::MAX);
+        session.feed(b"GET / HTTP/1.1\r\nX: ", &how, &mut out);
+        assert!(!session.is_closing());
         let chunk = vec![b'a'; 4096];
-        let mut flow = Flow::Open;
         for _ in 0..10 {
-            flow = session.feed(&chunk, &site, peer(), &mut out, usize::MAX);
-            if flow == Flow::Close {
+            session.feed(&chunk, &how, &mut out);
+            if session.is_closing() {
                 break;
             }
         }
-        assert_eq!(flow, Flow::Close);
+        assert!(session.is_closing());
         assert_eq!(responses(&out), vec![(431, None)]);
     }
 }

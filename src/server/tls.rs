@@ -13,7 +13,10 @@ use rustls::sign::CertifiedKey;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often the certificate and key files are checked for changes.
+const FILE_CHECK: Duration = Duration::from_secs(5);
 
 /// What a load found wrong, naming the file where there is one.
 #[derive(Debug)]
@@ -130,6 +133,7 @@ pub struct TlsSource {
     seen: [Option<(SystemTime, u64)>; 2],
     resumption: bool,
     config: Arc<ServerConfig>,
+    next_check: Instant,
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -151,6 +155,7 @@ impl TlsSource {
             seen,
             resumption,
             config,
+            next_check: Instant::now() + FILE_CHECK,
         })
     }
 
@@ -159,14 +164,42 @@ impl TlsSource {
         &self.config
     }
 
+    /// When the files are checked for changes next.
+    pub fn next_check(&self) -> Instant {
+        self.next_check
+    }
+
+    /// Check the files when due; reload the pair if they changed.
+    pub fn on_timer(&mut self, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + FILE_CHECK;
+        if self.changed() {
+            self.reload_logged("a changed file");
+        }
+    }
+
+    /// Reload (SIGHUP, a changed file), saying how it went: new connections
+    /// get the re-read pair, open ones keep theirs; a broken pair is logged
+    /// and the one in service stays.
+    pub fn reload_logged(&mut self, why: &str) {
+        match self.reload() {
+            Ok(()) => log::warn!("Reloaded the TLS certificate and key after {why}"),
+            Err(e) => log::error!(
+                "Keeping the TLS certificate in service: reload after {why} failed: {e}"
+            ),
+        }
+    }
+
     /// Have the files changed since the pair in service was loaded?
-    pub fn changed(&self) -> bool {
+    fn changed(&self) -> bool {
         [stamp(&self.cert_path), stamp(&self.key_path)] != self.seen
     }
 
     /// Re-read the pair. On success new connections get it; on failure the
     /// pair in service stays, and the error is returned for the log.
-    pub fn reload(&mut self) -> Result<(), TlsError> {
+    fn reload(&mut self) -> Result<(), TlsError> {
         // Stamp first: a broken pair is reported once, not on every check.
         self.seen = [stamp(&self.cert_path), stamp(&self.key_path)];
         self.config = server_config(&self.cert_path, &self.key_path, self.resumption)?;

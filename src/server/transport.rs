@@ -35,23 +35,50 @@ impl Transport {
     pub fn socket(&mut self) -> &mut TcpStream {
         &mut self.sock
     }
+}
 
+/// A connection's byte stream as `Conn` uses it: plaintext in and out with
+/// `WouldBlock` semantics, whatever is underneath (plain TCP, TLS, or an
+/// in-memory stream in tests).
+pub trait Stream {
+    /// A TLS handshake is under way (each step may cost a key exchange).
+    fn is_handshaking(&self) -> bool;
+    /// Whether a read shorter than the buffer proves the stream drained.
+    fn short_read_drains(&self) -> bool;
+    /// Read plaintext: `Ok(0)` at the end of the stream, `WouldBlock` when
+    /// nothing more can be had now.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Write plaintext; returns how much was taken.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize>;
+    /// Bytes below the plaintext (TLS records) wait for the socket.
+    fn has_pending_output(&self) -> bool;
+    /// Push what is pending below the plaintext; true once nothing is left.
+    fn flush(&mut self) -> io::Result<bool>;
+    /// Before closing: say so in the protocol (TLS close_notify), once.
+    fn send_close_notify(&mut self);
+    fn shutdown_write(&mut self);
+    fn set_nodelay(&mut self);
+    /// Read and discard raw bytes (after our last response).
+    fn discard(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Stream for Transport {
     /// The TLS handshake is not finished: the next read may cost a key
     /// exchange and a signature.
-    pub fn is_handshaking(&self) -> bool {
+    fn is_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 
     /// Whether a read shorter than the buffer proves the socket drained:
     /// true for plain TCP; with TLS, rustls may hold more plaintext.
-    pub fn short_read_drains(&self) -> bool {
+    fn short_read_drains(&self) -> bool {
         self.tls.is_none()
     }
 
     /// Read plaintext: `Ok(0)` at the end of the stream, `WouldBlock` when
     /// nothing more can be had now (TLS handshake messages are answered on
     /// the way).
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.sock.read(buf);
         };
@@ -81,7 +108,7 @@ impl Transport {
 
     /// Write plaintext; returns how much was taken (all of it unless the
     /// socket, or rustls's bounded buffer, is full).
-    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.sock.write(data);
         };
@@ -94,12 +121,12 @@ impl Transport {
     }
 
     /// Encrypted bytes wait for the socket to take them.
-    pub fn has_pending_output(&self) -> bool {
+    fn has_pending_output(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Push what rustls holds; true once nothing is left.
-    pub fn flush(&mut self) -> io::Result<bool> {
+    fn flush(&mut self) -> io::Result<bool> {
         match &mut self.tls {
             None => Ok(true),
             Some(tls) => {
@@ -110,7 +137,7 @@ impl Transport {
     }
 
     /// Before closing: TLS says close_notify (once). Plain TCP has nothing to say.
-    pub fn send_close_notify(&mut self) {
+    fn send_close_notify(&mut self) {
         if let Some(tls) = &mut self.tls {
             if !self.close_notify_sent {
                 tls.send_close_notify();
@@ -119,16 +146,16 @@ impl Transport {
         }
     }
 
-    pub fn shutdown_write(&mut self) {
+    fn shutdown_write(&mut self) {
         let _ = self.sock.shutdown(Shutdown::Write);
     }
 
-    pub fn set_nodelay(&mut self) {
+    fn set_nodelay(&mut self) {
         let _ = self.sock.set_nodelay(true);
     }
 
     /// Read and discard raw bytes (after our last response).
-    pub fn discard(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn discard(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.sock.read(buf)
     }
 }
