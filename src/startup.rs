@@ -111,7 +111,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         config.scheme(),
         &config.consul_host_port,
         config.poll_interval.as_secs_f64(),
-    );
+    )
+    .serve_metrics(config.metrics);
     responses.update(&tracker);
     // Signals are registered with the loop before the listening line, so
     // that whoever reads it can signal us at once.

@@ -51,6 +51,8 @@ pub struct Config {
     pub limits: Limits,
     /// TLS session resumption (tickets, session cache); `--no-tls-resumption`.
     pub tls_resumption: bool,
+    /// Serve `/vault-redirector-metrics`; `--no-metrics` redirects it.
+    pub metrics: bool,
 }
 
 impl Config {
@@ -313,6 +315,7 @@ impl Config {
             consul_host_port,
             limits,
             tls_resumption: !raw.flag(options::NO_TLS_RESUMPTION),
+            metrics: !raw.flag(options::NO_METRICS),
         })
     }
 }
@@ -468,6 +471,8 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert!(c.tls_resumption);
         assert!(!config(&["--no-tls-resumption", "c:1"]).tls_resumption);
+        assert!(c.metrics);
+        assert!(!config(&["--no-metrics", "c:1"]).metrics);
     }
 
     #[test]

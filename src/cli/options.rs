@@ -65,6 +65,7 @@ pub const MAX_CONNECTIONS: &str = "--max-connections";
 pub const HEAD_TIMEOUT: &str = "--head-timeout";
 pub const IDLE_TIMEOUT: &str = "--idle-timeout";
 pub const NO_TLS_RESUMPTION: &str = "--no-tls-resumption";
+pub const NO_METRICS: &str = "--no-metrics";
 pub const SERVICE: &str = "--service";
 pub const DC: &str = "--dc";
 pub const STALE: &str = "--stale";
@@ -170,6 +171,12 @@ pub const OPTIONS: &[Opt] = &[
         NO_TLS_RESUMPTION,
         "Turn off TLS session tickets and the session cache (every connection does a full \
          handshake)",
+    ),
+    flag(
+        None,
+        NO_METRICS,
+        "Do not serve Prometheus metrics at /vault-redirector-metrics: redirect that path like \
+         any other",
     ),
     value(
         None,

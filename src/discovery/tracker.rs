@@ -14,8 +14,23 @@ use std::time::{Duration, Instant, SystemTime};
 /// active node is dropped (`pacing` makes a last try just before).
 pub const GRACE_INTERVALS: u32 = 2;
 
+/// What discovery has seen since start-up, counted as the loop takes its
+/// outcomes (for the metrics page).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Counts {
+    /// Queries Consul answered ("no active node" is an answer too).
+    pub answers: u64,
+    /// Queries that failed (refused, timed out, error status, bad JSON).
+    pub errors: u64,
+    /// Changes of the active node, to or from none included.
+    pub active_changes: u64,
+    /// Wall-clock time of the last answer.
+    pub last_answer: Option<SystemTime>,
+}
+
 pub struct Tracker {
     grace: Duration,
+    counts: Counts,
     /// An ACL token is sent: an empty answer is then not explained by its
     /// absence.
     has_token: bool,
@@ -66,6 +81,7 @@ impl Tracker {
     ) -> Option<Tracker> {
         let mut tracker = Tracker {
             grace: poll_interval * GRACE_INTERVALS,
+            counts: Counts::default(),
             has_token,
             active: None,
             failing_since: None,
@@ -79,6 +95,10 @@ impl Tracker {
         log::warn!("Initial Vault active node: {active}");
         tracker.active = Some(active);
         Some(tracker)
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
     }
 
     pub fn agent(&self) -> Option<&str> {
@@ -118,6 +138,8 @@ impl Tracker {
             ..
         } = answer;
         self.failing_since = None;
+        self.counts.answers += 1;
+        self.counts.last_answer = Some(wall);
         self.last_poll_time = Some(local_timestamp(wall));
         self.last_error = None;
         self.agent = Some(agent);
@@ -153,6 +175,7 @@ impl Tracker {
             format_args!("Exception encountered when polling active node: {error}"),
         );
         self.last_error = Some(error.to_string());
+        self.counts.errors += 1;
         self.failing_since.get_or_insert(now);
         self.expire(now);
     }
@@ -182,6 +205,7 @@ impl Tracker {
                 name(&new)
             );
             self.active = new;
+            self.counts.active_changes += 1;
         }
     }
 }
@@ -296,5 +320,36 @@ mod tests {
         assert_eq!(t.last_error(), None);
         t.on_error(&PollError::Status(500, "boom".into()), t0 + 11 * SECOND);
         assert_eq!(t.active(), Some("a:8200"));
+    }
+
+    #[test]
+    fn answers_errors_and_changes_are_counted_once_each() {
+        let t0 = Instant::now();
+        let mut t = tracker();
+        let started = t.counts();
+        assert_eq!(
+            (started.answers, started.errors, started.active_changes),
+            (1, 0, 0)
+        );
+        let same = || answer(Selection::One("a:8200".into()), "consul:8500");
+        let at = SystemTime::UNIX_EPOCH + 1_000 * SECOND;
+        t.on_answer(same(), at);
+        t.on_answer(answer(Selection::One("b:8200".into()), "c:1"), at);
+        t.on_answer(answer(Selection::None, "c:1"), at);
+        let err = PollError::Transport("refused".into());
+        t.on_error(&err, t0);
+        t.on_error(&err, t0 + SECOND);
+        t.on_answer(same(), at + SECOND);
+        let counts = t.counts();
+        assert_eq!((counts.answers, counts.errors), (5, 2));
+        // a -> b -> None -> a; an unchanged answer is no change.
+        assert_eq!(counts.active_changes, 3);
+        assert_eq!(counts.last_answer, Some(at + SECOND));
+        // Dropped at the end of the grace period: a change too.
+        t.on_error(&err, t0 + 20 * SECOND);
+        t.on_error(&err, t0 + 40 * SECOND);
+        assert_eq!(t.active(), None);
+        assert_eq!(t.counts().active_changes, 4);
+        assert_eq!(t.counts().last_answer, Some(at + SECOND), "errors leave it");
     }
 }

@@ -192,6 +192,11 @@ impl<S: Stream> Conn<S> {
     fn serve_or_close(&mut self, ready: Readiness, turn: &mut Turn<'_>) -> Verdict {
         self.serve(ready, turn).unwrap_or_else(|e| {
             log::debug!("Closing connection from {}: {e}", self.peer);
+            // Not a close by the client (that is no error): bad or non-TLS
+            // data, an alert, no common protocol, a reset.
+            if self.stream.is_handshaking() {
+                turn.responses.counters().tls_handshake_failed();
+            }
             Verdict::Close
         })
     }

@@ -196,12 +196,17 @@ impl Reactor {
     /// Serve a new connection at once (its first bytes are usually in), and
     /// keep it if it stays open.
     fn open(&mut self, sock: TcpStream, peer: SocketAddr, now: Instant) {
+        let counters = self.responses.counters();
+        counters.accepted();
+        // This one is not in the slab yet.
+        counters.set_open(self.conns.len() + 1);
         let transport = match &self.tls {
             None => Transport::plain(sock),
             Some(tls) => match Transport::tls(sock, tls.config()) {
                 Ok(t) => t,
                 Err(e) => {
                     log::debug!("TLS for {peer}: {e}");
+                    self.responses.counters().tls_handshake_failed();
                     return;
                 }
             },
@@ -228,6 +233,7 @@ impl Reactor {
     }
 
     fn conn_ready(&mut self, key: usize, ready: Readiness, now: Instant) {
+        self.responses.counters().set_open(self.conns.len());
         let (registry, conns, mut turn) = self.split(now);
         let stopping = turn.stopping;
         // A stale event for a closed (or reused) slot is harmless: the

@@ -1,13 +1,18 @@
 //! Every response the redirector sends: the 307 to the active node, the
-//! health JSON, the 503 while no node is known, the 400 for targets that
-//! cannot be redirected, and the 400/431 for requests that cannot be
-//! parsed. Rebuilt from the tracker when discovery's answer changes, so a
-//! request costs no formatting beyond copying bytes. No I/O besides logging.
+//! health JSON, the metrics page, the 503 while no node is known, the 400
+//! for targets that cannot be redirected, and the 400/431 for requests that
+//! cannot be parsed; and the count of each. Rebuilt from the tracker when
+//! discovery's answer changes, so a request costs no formatting beyond
+//! copying bytes (the metrics page is rendered when scraped). No I/O
+//! besides logging and, for a scrape, reading `/proc/self`.
 
-use crate::discovery::tracker::Tracker;
+use crate::cli::VERSION;
+use crate::discovery::tracker::{Counts, Tracker};
 use crate::http::{self, Head, Redirect, Reject, Response, Version};
 use crate::logging::Truncated;
 use crate::server::health::{self, HEALTH_PATH, HealthView};
+use crate::server::metrics::{self, Code, Counters, METRICS_PATH, Snapshot};
+use crate::server::process;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,6 +46,14 @@ pub struct Responses {
     retry_after: String,
     /// Paces the warning about 503s (a `Cell`: answering takes `&self`).
     no_active_warnings: Cell<RepeatLimiter>,
+    /// `METRICS_PATH` serves the metrics page (else it is redirected).
+    serve_metrics: bool,
+    /// Counted here because the metrics page is one of our answers; the
+    /// loop counts connections into it too.
+    counters: Counters,
+    /// The tracker's counts and node, as of its last change.
+    discovery: Counts,
+    active: Option<String>,
 }
 
 impl Responses {
@@ -53,7 +66,23 @@ impl Responses {
             health_keep_alive: Vec::new(),
             retry_after: (poll_secs.ceil().max(1.0) as u64).to_string(),
             no_active_warnings: Cell::new(RepeatLimiter::new(NO_ACTIVE_WARNING_INTERVAL)),
+            serve_metrics: true,
+            counters: Counters::default(),
+            discovery: Counts::default(),
+            active: None,
         }
+    }
+
+    /// Whether `METRICS_PATH` serves the metrics page (`--no-metrics`: it
+    /// is redirected like any other path).
+    pub fn serve_metrics(mut self, on: bool) -> Responses {
+        self.serve_metrics = on;
+        self
+    }
+
+    /// What the loop counts as it serves connections.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Take the tracker's current view (after every poll outcome).
@@ -65,6 +94,8 @@ impl Responses {
             warn_no_active(summary);
         }
         self.no_active_warnings.set(limiter);
+        self.discovery = tracker.counts();
+        self.active = tracker.active().map(str::to_owned);
         self.redirect = tracker
             .active()
             .map(|node| Redirect::new(format!("{}://{}", self.scheme, node).into_bytes()));
@@ -121,6 +152,10 @@ impl Responses {
             self.health(&asked, out, close);
             return true;
         }
+        if self.serve_metrics && head.target == METRICS_PATH {
+            self.metrics(&asked, out, close);
+            return true;
+        }
         // Origin-form only: the authority of the Location is always the
         // active node, never something the client sent.
         if !head.target.starts_with('/') {
@@ -138,10 +173,15 @@ impl Responses {
     /// closes after it.
     pub fn reject(&self, out: &mut Vec<u8>, reject: Reject, peer: SocketAddr) {
         log::debug!("Rejecting a malformed request from {peer}: {reject:?}");
-        let (status, body) = match reject {
-            Reject::BadRequest => ("400 Bad Request", BAD_REQUEST_BODY),
-            Reject::HeadTooLarge => ("431 Request Header Fields Too Large", HEAD_TOO_LARGE_BODY),
+        let (status, body, code) = match reject {
+            Reject::BadRequest => ("400 Bad Request", BAD_REQUEST_BODY, Code::BadRequest),
+            Reject::HeadTooLarge => (
+                "431 Request Header Fields Too Large",
+                HEAD_TOO_LARGE_BODY,
+                Code::HeadTooLarge,
+            ),
         };
+        self.counters.answered(code);
         let response = Response {
             status,
             content_type: "application/json",
@@ -159,9 +199,36 @@ impl Responses {
             let response = self.health_response();
             http::write_response(out, head.version, &response, asked.head_only, close);
         }
-        let code = if self.redirect.is_some() { 200 } else { 503 };
+        let (code, counted) = match self.redirect {
+            Some(_) => (200, Code::Ok200),
+            None => (503, Code::Unavailable),
+        };
+        self.counters.answered(counted);
         let Asked { method, peer, .. } = asked;
         log::info!("RESPOND {code} for {method} request for {HEALTH_PATH} from {peer}");
+    }
+
+    /// The metrics page, rendered now; the scrape itself is counted after
+    /// it (a page shows the requests answered before it).
+    fn metrics(&self, asked: &Asked<'_, '_>, out: &mut Vec<u8>, close: bool) {
+        let page = metrics::render(&Snapshot {
+            counters: &self.counters,
+            discovery: self.discovery,
+            active_node: self.active.as_deref(),
+            version: VERSION,
+            process: process::read(),
+        });
+        let response = Response {
+            status: "200 OK",
+            content_type: metrics::CONTENT_TYPE,
+            extra_headers: &[("Cache-Control", "no-store")],
+            body: page.as_bytes(),
+        };
+        let head = asked.head;
+        http::write_response(out, head.version, &response, asked.head_only, close);
+        self.counters.answered(Code::Ok200);
+        let Asked { method, peer, .. } = asked;
+        log::info!("RESPOND 200 for {method} request for {METRICS_PATH} from {peer}");
     }
 
     fn bad_target(&self, asked: &Asked<'_, '_>, out: &mut Vec<u8>) {
@@ -172,6 +239,7 @@ impl Responses {
             body: BAD_TARGET_BODY,
         };
         http::write_response(out, asked.head.version, &response, asked.head_only, true);
+        self.counters.answered(Code::BadRequest);
         let Asked {
             method,
             target,
@@ -183,6 +251,7 @@ impl Responses {
 
     fn redirect(&self, redirect: &Redirect, asked: &Asked<'_, '_>, out: &mut Vec<u8>, close: bool) {
         redirect.write(out, asked.head.version, asked.head.target, close);
+        self.counters.answered(Code::Redirect);
         if log::log_enabled!(log::Level::Info) {
             let location = String::from_utf8_lossy(redirect.location());
             let Asked {
@@ -205,6 +274,7 @@ impl Responses {
             body: NO_ACTIVE_BODY,
         };
         http::write_response(out, asked.head.version, &response, asked.head_only, close);
+        self.counters.answered(Code::Unavailable);
         let Asked {
             method,
             target,

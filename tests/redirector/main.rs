@@ -16,6 +16,7 @@ mod descriptors;
 mod fairness;
 mod hostile;
 mod logging;
+mod metrics;
 mod pki;
 mod requests;
 mod signals;

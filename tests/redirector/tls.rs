@@ -34,7 +34,7 @@ pub fn put(path: &Path, text: &str) {
 }
 
 /// The leaf's chain and key, written to `c.pem` and `k.pem` in a fresh directory.
-fn pair_files(leaf: &Leaf) -> (PathBuf, PathBuf) {
+pub fn pair_files(leaf: &Leaf) -> (PathBuf, PathBuf) {
     let dir = temp_dir();
     let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
     put(&cert, &leaf.cert_pem);
@@ -42,9 +42,9 @@ fn pair_files(leaf: &Leaf) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Tls {
+pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Tls {
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(SOON)).unwrap();
     let conn = ClientConnection::new(
@@ -60,7 +60,7 @@ fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Tls {
 }
 
 /// Read one response with a Content-Length-framed body (never HEAD here).
-fn response(tls: &mut Tls) -> String {
+pub fn response(tls: &mut Tls) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -92,7 +92,7 @@ fn consul() -> FakeConsul {
     FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
 }
 
-fn start_tls(consul: &FakeConsul, cert: &Path, key: &Path, extra: &[&str]) -> Daemon {
+pub fn start_tls(consul: &FakeConsul, cert: &Path, key: &Path, extra: &[&str]) -> Daemon {
     let (cert, key, hp) = (
         cert.to_str().unwrap(),
         key.to_str().unwrap(),

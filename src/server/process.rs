@@ -1,0 +1,175 @@
+//! The standard `process_*` metrics, read from `/proc/self` when scraped:
+//! the parsing is pure (and tested on captured text); `read` does the I/O,
+//! a few small reads that only a scrape pays for.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What Prometheus' client libraries call the process collector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub resident_memory_bytes: u64,
+    /// Descriptors the process holds (the one `read` lists them with not
+    /// counted).
+    pub open_fds: u64,
+    /// The soft limit on descriptors.
+    pub max_fds: u64,
+    /// User plus system CPU time.
+    pub cpu_seconds: f64,
+    /// Unix time the process started.
+    pub start_time_seconds: f64,
+}
+
+/// The fields we use of `/proc/self/stat`, in the kernel's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFields {
+    /// User and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Clock ticks after boot when the process started.
+    pub start_ticks: u64,
+    pub resident_pages: u64,
+}
+
+/// Parse `/proc/<pid>/stat`. The command name (field 2) is in parentheses
+/// and may itself hold spaces and parentheses: fields are counted from the
+/// last `)`.
+pub fn parse_stat(text: &str) -> Option<StatFields> {
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    // After the name: field 3 (state) is index 0 here.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(StatFields {
+        cpu_ticks: field(14)?.checked_add(field(15)?)?,
+        start_ticks: field(22)?,
+        resident_pages: field(24)?,
+    })
+}
+
+/// The boot time (`btime`, Unix seconds) from `/proc/stat`.
+pub fn parse_boot_time(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The kernel's units, for turning `StatFields` into seconds and bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Units {
+    pub ticks_per_second: u64,
+    pub page_bytes: u64,
+    pub boot_time: u64,
+}
+
+/// Combine what was read into the metrics' units.
+pub fn stats(stat: StatFields, units: Units, open_fds: u64, max_fds: u64) -> ProcessStats {
+    let hz = units.ticks_per_second.max(1) as f64;
+    ProcessStats {
+        resident_memory_bytes: stat.resident_pages.saturating_mul(units.page_bytes),
+        open_fds,
+        max_fds,
+        cpu_seconds: stat.cpu_ticks as f64 / hz,
+        start_time_seconds: units.boot_time as f64 + stat.start_ticks as f64 / hz,
+    }
+}
+
+/// Read the process' figures now; None where `/proc` is not mounted or
+/// not readable (a sandbox): the page then leaves them out.
+pub fn read() -> Option<ProcessStats> {
+    let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let boot_time = parse_boot_time(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    // SAFETY: sysconf has no preconditions.
+    let (hz, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let units = Units {
+        ticks_per_second: u64::try_from(hz).ok()?,
+        page_bytes: u64::try_from(page).ok()?,
+        boot_time,
+    };
+    // The listing's own descriptor is among the entries.
+    let listed = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(stats(stat, units, listed.saturating_sub(1), max_fds()?))
+}
+
+fn max_fds() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we hand it.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    // rlim_t is u64 on the targets we build, but not on every libc.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = limit.rlim_cur as u64;
+    (rc == 0).then_some(soft)
+}
+
+/// Unix seconds of a wall-clock time, as a metric value.
+pub fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real `/proc/<pid>/stat` line, with a name that has a space and a
+    /// parenthesis in it.
+    const STAT: &str = "4242 (vault (redir) 2) S 1 4242 4242 0 -1 4194560 312 0 0 0 \
+                        150 75 0 0 20 0 2 0 123456 5242880 366 18446744073709551615 1 1 0 0 0 0 0 \
+                        4096 0 0 0 0 17 1 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        assert_eq!(
+            parse_stat(STAT),
+            Some(StatFields {
+                cpu_ticks: 225,
+                start_ticks: 123456,
+                resident_pages: 366,
+            })
+        );
+    }
+
+    #[test]
+    fn truncated_or_garbled_stat_is_none() {
+        assert_eq!(parse_stat("4242 (x) S 1 2 3"), None);
+        assert_eq!(parse_stat("no parenthesis at all"), None);
+        assert_eq!(parse_stat(&STAT.replace(" 150 ", " x ")), None);
+    }
+
+    #[test]
+    fn boot_time_comes_from_btime() {
+        let text = "cpu  1 2 3\nintr 5\nbtime 1764115200\nprocesses 9\n";
+        assert_eq!(parse_boot_time(text), Some(1_764_115_200));
+        assert_eq!(parse_boot_time("cpu 1\n"), None);
+    }
+
+    #[test]
+    fn ticks_and_pages_become_seconds_and_bytes() {
+        let stat = parse_stat(STAT).unwrap();
+        let units = Units {
+            ticks_per_second: 100,
+            page_bytes: 4096,
+            boot_time: 1_764_115_200,
+        };
+        let s = stats(stat, units, 7, 1024);
+        assert_eq!(s.resident_memory_bytes, 366 * 4096);
+        assert_eq!(s.cpu_seconds, 2.25);
+        assert_eq!(s.start_time_seconds, 1_764_115_200.0 + 1234.56);
+        assert_eq!((s.open_fds, s.max_fds), (7, 1024));
+    }
+
+    #[test]
+    fn this_process_reads_plausibly() {
+        let s = read().expect("/proc is mounted where the tests run");
+        assert!(s.resident_memory_bytes > 0);
+        assert!(s.open_fds >= 3 && s.open_fds <= s.max_fds, "{s:?}");
+        let now = unix_seconds(SystemTime::now());
+        assert!(s.start_time_seconds <= now + 1.0 && s.start_time_seconds > now - 86_400.0);
+    }
+}
