@@ -4,7 +4,7 @@
 //! no atomics); rendering is pure and happens only when scraped.
 
 use crate::discovery::tracker::Counts;
-use crate::server::process::{self, ProcessStats};
+use crate::server::process::{self, Micros, ProcessStats};
 use std::cell::Cell;
 use std::fmt::Write;
 
@@ -188,7 +188,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
     if let Some(node) = s.active_node {
         page.sample(&NODE, Some(("node", node)), 1);
     }
-    let last = d.last_answer.map_or(0.0, process::unix_seconds);
+    let last = d.last_answer.map_or(Micros(0), process::unix_time);
     page.single(&LAST_SUCCESS, last);
     page.family(&BUILD);
     page.sample(&BUILD, Some(("version", s.version)), 1);
@@ -196,8 +196,8 @@ pub fn render(s: &Snapshot<'_>) -> String {
         page.single(&RSS, p.resident_memory_bytes);
         page.single(&OPEN_FDS, p.open_fds);
         page.single(&MAX_FDS, p.max_fds);
-        page.single(&CPU, p.cpu_seconds);
-        page.single(&START, p.start_time_seconds);
+        page.single(&CPU, p.cpu_time);
+        page.single(&START, p.start_time);
     }
     page.0
 }
@@ -245,13 +245,9 @@ impl Value for u64 {
     }
 }
 
-impl Value for f64 {
+impl Value for Micros {
     fn put(self, out: &mut String) {
-        if self.is_finite() {
-            let _ = write!(out, "{self}");
-        } else {
-            out.push_str("NaN");
-        }
+        let _ = write!(out, "{self}");
     }
 }
 
@@ -289,8 +285,8 @@ mod tests {
                 resident_memory_bytes: 1_499_136,
                 open_fds: 9,
                 max_fds: 10_032,
-                cpu_seconds: 0.52,
-                start_time_seconds: 1_764_115_100.5,
+                cpu_time: Micros(520_000),
+                start_time: Micros(1_764_115_100_500_000),
             }),
         }
     }
@@ -333,13 +329,13 @@ mod tests {
             "vault_redirector_active_changes_total 2",
             "vault_redirector_active_known 1",
             "vault_redirector_active_node_info{node=\"vault-b:8200\"} 1",
-            "vault_redirector_last_discovery_success_timestamp_seconds 1764115200.25",
+            "vault_redirector_last_discovery_success_timestamp_seconds 1764115200.250000",
             "vault_redirector_build_info{version=\"0.3.0\"} 1",
             "process_resident_memory_bytes 1499136",
             "process_open_fds 9",
             "process_max_fds 10032",
-            "process_cpu_seconds_total 0.52",
-            "process_start_time_seconds 1764115100.5",
+            "process_cpu_seconds_total 0.520000",
+            "process_start_time_seconds 1764115100.500000",
         ] {
             assert!(
                 page.lines().any(|l| l == line),

@@ -4,6 +4,20 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// A time in microseconds, written as seconds with six decimals: exact,
+/// and without the float formatting code a static binary would carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Micros(pub u64);
+
+const MICROS_PER_SECOND: u64 = 1_000_000;
+
+impl std::fmt::Display for Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (secs, micros) = (self.0 / MICROS_PER_SECOND, self.0 % MICROS_PER_SECOND);
+        write!(f, "{secs}.{micros:06}")
+    }
+}
+
 /// What Prometheus' client libraries call the process collector.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcessStats {
@@ -14,9 +28,9 @@ pub struct ProcessStats {
     /// The soft limit on descriptors.
     pub max_fds: u64,
     /// User plus system CPU time.
-    pub cpu_seconds: f64,
+    pub cpu_time: Micros,
     /// Unix time the process started.
-    pub start_time_seconds: f64,
+    pub start_time: Micros,
 }
 
 /// The fields we use of `/proc/self/stat`, in the kernel's units.
@@ -61,13 +75,15 @@ pub struct Units {
 
 /// Combine what was read into the metrics' units.
 pub fn stats(stat: StatFields, units: Units, open_fds: u64, max_fds: u64) -> ProcessStats {
-    let hz = units.ticks_per_second.max(1) as f64;
+    let hz = units.ticks_per_second.max(1);
+    let ticks = |n: u64| n.saturating_mul(MICROS_PER_SECOND) / hz;
+    let boot = units.boot_time.saturating_mul(MICROS_PER_SECOND);
     ProcessStats {
         resident_memory_bytes: stat.resident_pages.saturating_mul(units.page_bytes),
         open_fds,
         max_fds,
-        cpu_seconds: stat.cpu_ticks as f64 / hz,
-        start_time_seconds: units.boot_time as f64 + stat.start_ticks as f64 / hz,
+        cpu_time: Micros(ticks(stat.cpu_ticks)),
+        start_time: Micros(boot.saturating_add(ticks(stat.start_ticks))),
     }
 }
 
@@ -106,11 +122,10 @@ fn max_fds() -> Option<u64> {
     (rc == 0).then_some(soft)
 }
 
-/// Unix seconds of a wall-clock time, as a metric value.
-pub fn unix_seconds(at: SystemTime) -> f64 {
-    at.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+/// Unix time of a wall-clock time, as a metric value.
+pub fn unix_time(at: SystemTime) -> Micros {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    Micros(u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -159,8 +174,8 @@ mod tests {
         };
         let s = stats(stat, units, 7, 1024);
         assert_eq!(s.resident_memory_bytes, 366 * 4096);
-        assert_eq!(s.cpu_seconds, 2.25);
-        assert_eq!(s.start_time_seconds, 1_764_115_200.0 + 1234.56);
+        assert_eq!(s.cpu_time.to_string(), "2.250000");
+        assert_eq!(s.start_time.to_string(), "1764116434.560000");
         assert_eq!((s.open_fds, s.max_fds), (7, 1024));
     }
 
@@ -169,7 +184,8 @@ mod tests {
         let s = read().expect("/proc is mounted where the tests run");
         assert!(s.resident_memory_bytes > 0);
         assert!(s.open_fds >= 3 && s.open_fds <= s.max_fds, "{s:?}");
-        let now = unix_seconds(SystemTime::now());
-        assert!(s.start_time_seconds <= now + 1.0 && s.start_time_seconds > now - 86_400.0);
+        let now = unix_time(SystemTime::now()).0;
+        let started = s.start_time.0;
+        assert!(started <= now + MICROS_PER_SECOND && started + 86_400 * MICROS_PER_SECOND > now);
     }
 }
