@@ -251,21 +251,7 @@ impl<S: Stream> Conn<S> {
             self.phase = Phase::CloseAfterFlush;
         }
         if self.phase == Phase::CloseAfterFlush && self.out.is_empty() {
-            self.stream.send_close_notify();
-            if !self.stream.flush()? {
-                return Ok(Verdict::Keep);
-            }
-            // Nothing unread and nothing more coming: a plain close sends a
-            // FIN after the response, as the client expects.
-            if self.drained && (self.peer_closed || self.session.ended_cleanly()) {
-                return Ok(Verdict::Close);
-            }
-            // Otherwise shut down our side, then read until the client's EOF so that
-            // unread input does not turn the close into a reset.
-            self.stream.shutdown_write();
-            self.phase = Phase::Lingering;
-            self.deadline = now + LINGER;
-            return self.drain_linger(turn.buffers);
+            return self.close_after_last_answer(now, turn.buffers);
         }
         if progress {
             self.restart_clock(answered_before, now, turn.limits);
@@ -274,6 +260,30 @@ impl<S: Stream> Conn<S> {
             return Ok(Verdict::Again);
         }
         Ok(Verdict::Keep)
+    }
+
+    /// The last answer is out: close, at once if nothing is unread, else
+    /// after lingering.
+    fn close_after_last_answer(
+        &mut self,
+        now: Instant,
+        buffers: &mut SharedBuffers,
+    ) -> io::Result<Verdict> {
+        self.stream.send_close_notify();
+        if !self.stream.flush()? {
+            return Ok(Verdict::Keep);
+        }
+        // Nothing unread and nothing more coming: a plain close sends a FIN
+        // after the response, as the client expects.
+        if self.drained && (self.peer_closed || self.session.ended_cleanly()) {
+            return Ok(Verdict::Close);
+        }
+        // Otherwise shut down our side, then read until the client's EOF so
+        // that unread input does not turn the close into a reset.
+        self.stream.shutdown_write();
+        self.phase = Phase::Lingering;
+        self.deadline = now + LINGER;
+        self.drain_linger(buffers)
     }
 
     /// A request, head and body, must arrive within the head timeout of
@@ -311,22 +321,9 @@ impl<S: Stream> Conn<S> {
                 break;
             } else {
                 reads += 1;
-                match self.stream.read(&mut buffers.read) {
-                    Ok(0) => {
-                        self.peer_closed = true;
-                        self.drained = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        self.drained = self.stream.short_read_drains() && n < buffers.read.len();
-                        n
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.drained = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                match self.read_some(&mut buffers.read)? {
+                    Some(n) => n,
+                    None => break,
                 }
             };
             progress = true;
@@ -358,6 +355,30 @@ impl<S: Stream> Conn<S> {
             }
         }
         Ok(progress)
+    }
+
+    /// One read: `None` when nothing more can be had now (the end of the
+    /// stream, or it would block); notes whether the stream is drained.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    self.drained = true;
+                    return Ok(None);
+                }
+                Ok(n) => {
+                    self.drained = self.stream.short_read_drains() && n < buf.len();
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Write `data` after anything already pending; keep what the socket
