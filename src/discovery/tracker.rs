@@ -28,6 +28,10 @@ pub struct Counts {
     pub last_answer: Option<SystemTime>,
 }
 
+/// What the redirector believes about the active node: the node (or none),
+/// since when discovery has been failing, and what the health JSON shows
+/// about the last answer. Fed every answer and error; drops the node when
+/// the grace period runs out; logs the changes operators grep for.
 pub struct Tracker {
     grace: Duration,
     counts: Counts,
