@@ -22,8 +22,8 @@ impl std::fmt::Display for Micros {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcessStats {
     pub resident_memory_bytes: u64,
-    /// Descriptors the process holds (the one `read` lists them with not
-    /// counted).
+    /// Descriptors the process holds (not counting the one `read` lists
+    /// them with).
     pub open_fds: u64,
     /// The soft limit on descriptors.
     pub max_fds: u64,
@@ -104,9 +104,28 @@ pub fn read() -> Option<ProcessStats> {
         page_bytes: u64::try_from(page).ok()?,
         boot_time,
     };
-    // The listing's own descriptor is among the entries.
-    let listed = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-    Some(stats(stat, units, listed.saturating_sub(1), max_fds()?))
+    Some(stats(stat, units, open_fds()?, max_fds()?))
+}
+
+/// The entries of `/proc/self/fd`, less the listing's own descriptor and
+/// `.` and `..`. Through libc's readdir rather than `std::fs::read_dir`:
+/// the same system calls, a few KiB less in the static binary.
+fn open_fds() -> Option<u64> {
+    // SAFETY: a NUL-terminated path; the stream is used only between a
+    // successful opendir and its closedir, and each entry only before the
+    // next readdir.
+    unsafe {
+        let dir = libc::opendir(c"/proc/self/fd".as_ptr());
+        if dir.is_null() {
+            return None;
+        }
+        let mut entries: u64 = 0;
+        while !libc::readdir(dir).is_null() {
+            entries += 1;
+        }
+        libc::closedir(dir);
+        Some(entries.saturating_sub(3))
+    }
 }
 
 fn max_fds() -> Option<u64> {
