@@ -40,7 +40,6 @@ pub struct StatFields {
     pub cpu_ticks: u64,
     /// Clock ticks after boot when the process started.
     pub start_ticks: u64,
-    pub resident_pages: u64,
 }
 
 /// Parse `/proc/<pid>/stat`. The command name (field 2) is in parentheses
@@ -54,8 +53,14 @@ pub fn parse_stat(text: &str) -> Option<StatFields> {
     Some(StatFields {
         cpu_ticks: field(14)?.checked_add(field(15)?)?,
         start_ticks: field(22)?,
-        resident_pages: field(24)?,
     })
+}
+
+/// Resident pages, the second field of `/proc/<pid>/statm`. (Not the rss
+/// of `stat`: qemu's user-mode emulation, which CI runs the aarch64 build
+/// under, fakes `stat` with a zero there and passes `statm` through.)
+pub fn parse_statm_resident(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// The boot time (`btime`, Unix seconds) from `/proc/stat`.
@@ -73,13 +78,28 @@ pub struct Units {
     pub boot_time: u64,
 }
 
+/// What `read` gathers, in the kernel's units.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw {
+    pub stat: StatFields,
+    pub resident_pages: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+}
+
 /// Combine what was read into the metrics' units.
-pub fn stats(stat: StatFields, units: Units, open_fds: u64, max_fds: u64) -> ProcessStats {
+pub fn stats(raw: Raw, units: Units) -> ProcessStats {
+    let Raw {
+        stat,
+        resident_pages,
+        open_fds,
+        max_fds,
+    } = raw;
     let hz = units.ticks_per_second.max(1);
     let ticks = |n: u64| n.saturating_mul(MICROS_PER_SECOND) / hz;
     let boot = units.boot_time.saturating_mul(MICROS_PER_SECOND);
     ProcessStats {
-        resident_memory_bytes: stat.resident_pages.saturating_mul(units.page_bytes),
+        resident_memory_bytes: resident_pages.saturating_mul(units.page_bytes),
         open_fds,
         max_fds,
         cpu_time: Micros(ticks(stat.cpu_ticks)),
@@ -91,6 +111,7 @@ pub fn stats(stat: StatFields, units: Units, open_fds: u64, max_fds: u64) -> Pro
 /// not readable (a sandbox): the page then leaves them out.
 pub fn read() -> Option<ProcessStats> {
     let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let boot_time = parse_boot_time(&std::fs::read_to_string("/proc/stat").ok()?)?;
     // SAFETY: sysconf has no preconditions.
     let (hz, page) = unsafe {
@@ -104,7 +125,13 @@ pub fn read() -> Option<ProcessStats> {
         page_bytes: u64::try_from(page).ok()?,
         boot_time,
     };
-    Some(stats(stat, units, open_fds()?, max_fds()?))
+    let raw = Raw {
+        stat,
+        resident_pages: parse_statm_resident(&statm)?,
+        open_fds: open_fds()?,
+        max_fds: max_fds()?,
+    };
+    Some(stats(raw, units))
 }
 
 /// The entries of `/proc/self/fd`, less the listing's own descriptor and
@@ -164,7 +191,6 @@ mod tests {
             Some(StatFields {
                 cpu_ticks: 225,
                 start_ticks: 123456,
-                resident_pages: 366,
             })
         );
     }
@@ -177,6 +203,16 @@ mod tests {
     }
 
     #[test]
+    fn resident_pages_are_statms_second_field() {
+        assert_eq!(
+            parse_statm_resident("1280 366 200 150 0 300 0\n"),
+            Some(366)
+        );
+        assert_eq!(parse_statm_resident("1280"), None);
+        assert_eq!(parse_statm_resident("1280 x"), None);
+    }
+
+    #[test]
     fn boot_time_comes_from_btime() {
         let text = "cpu  1 2 3\nintr 5\nbtime 1764115200\nprocesses 9\n";
         assert_eq!(parse_boot_time(text), Some(1_764_115_200));
@@ -185,13 +221,18 @@ mod tests {
 
     #[test]
     fn ticks_and_pages_become_seconds_and_bytes() {
-        let stat = parse_stat(STAT).unwrap();
+        let raw = Raw {
+            stat: parse_stat(STAT).unwrap(),
+            resident_pages: parse_statm_resident("1280 366 200 150 0 300 0\n").unwrap(),
+            open_fds: 7,
+            max_fds: 1024,
+        };
         let units = Units {
             ticks_per_second: 100,
             page_bytes: 4096,
             boot_time: 1_764_115_200,
         };
-        let s = stats(stat, units, 7, 1024);
+        let s = stats(raw, units);
         assert_eq!(s.resident_memory_bytes, 366 * 4096);
         assert_eq!(s.cpu_time.to_string(), "2.250000");
         assert_eq!(s.start_time.to_string(), "1764116434.560000");
