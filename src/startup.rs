@@ -10,13 +10,14 @@ use crate::discovery::consul::{self, Client, PollError};
 use crate::discovery::pacing::Pacing;
 use crate::discovery::tracker::Tracker;
 use crate::logging;
+use crate::server::accept;
 use crate::server::limits::{self, Limits};
 use crate::server::reactor::Reactor;
 use crate::server::responses::Responses;
 use crate::server::tls::{TlsError, TlsSource};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 /// Why the daemon could not start, or why its loop ended in failure.
@@ -99,9 +100,11 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         pacing,
         tracker,
     } = first_answer(config)?;
-    let listener = TcpListener::bind(config.listen).map_err(|error| StartError::Listen {
-        addr: config.listen,
-        error,
+    let listener = accept::bind_listener(config.listen, config.reuse_port).map_err(|error| {
+        StartError::Listen {
+            addr: config.listen,
+            error,
+        }
     })?;
     let bound = listener.local_addr().map_err(|error| StartError::Listen {
         addr: config.listen,
@@ -120,6 +123,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         responses,
         |waker| Discovery::start(client, pacing, tracker, waker),
         connection_limits(config.limits),
+        config.drain,
         tls,
     )
     .map_err(StartError::EventLoopSetUp)?;

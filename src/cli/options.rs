@@ -65,6 +65,8 @@ pub const MAX_CONNECTIONS: &str = "--max-connections";
 pub const HEAD_TIMEOUT: &str = "--head-timeout";
 pub const IDLE_TIMEOUT: &str = "--idle-timeout";
 pub const NO_TLS_RESUMPTION: &str = "--no-tls-resumption";
+pub const DRAIN: &str = "--drain";
+pub const REUSE_PORT: &str = "--reuse-port";
 pub const SERVICE: &str = "--service";
 pub const DC: &str = "--dc";
 pub const STALE: &str = "--stale";
@@ -164,6 +166,20 @@ pub const OPTIONS: &[Opt] = &[
         "SECS",
         "seconds",
         "Close a keep-alive connection idle for SECS (default 60)",
+    ),
+    value(
+        None,
+        DRAIN,
+        "SECS",
+        "seconds",
+        "On SIGTERM/SIGINT, keep accepting and redirecting for SECS while the health check \
+         answers 503 (draining), then shut down (default 0: shut down at once)",
+    ),
+    flag(
+        None,
+        REUSE_PORT,
+        "Listen with SO_REUSEPORT: several processes may share the port (one per core, or a \
+         new one started before the old one drains)",
     ),
     flag(
         None,

@@ -57,7 +57,12 @@ pub struct Reactor {
     tls: Option<TlsSource>,
     /// When the earliest connection deadline may have passed.
     next_sweep: Option<Instant>,
-    /// Set by the first SIGTERM/SIGINT: the loop ends by then at the latest.
+    /// `--drain`: how long a termination signal leaves us serving first.
+    drain: Duration,
+    /// Set by the first SIGTERM/SIGINT with `--drain`: serve (health says
+    /// 503, every answer closes its connection) until then, then shut down.
+    draining_until: Option<Instant>,
+    /// Set when shutdown begins: the loop ends by then at the latest.
     shutdown_by: Option<Instant>,
     revisits: Revisits,
 }
@@ -79,6 +84,7 @@ impl Reactor {
         responses: Responses,
         discovery: impl FnOnce(Arc<Waker>) -> io::Result<Discovery>,
         limits: Limits,
+        drain: Duration,
         tls: Option<TlsSource>,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
@@ -98,6 +104,8 @@ impl Reactor {
             signals,
             tls,
             next_sweep: None,
+            drain,
+            draining_until: None,
             shutdown_by: None,
             revisits: Revisits {
                 again: Vec::new(),
@@ -164,6 +172,7 @@ impl Reactor {
             self.discovery.next_timer(),
             self.next_sweep,
             self.acceptor.paused_until(),
+            self.draining_until,
             self.shutdown_by,
             self.tls.as_ref().map(TlsSource::next_check),
         ];
@@ -245,7 +254,7 @@ impl Reactor {
                 verdict = Verdict::Close;
             }
         }
-        if verdict == Verdict::Close || (stopping && conn.is_idle()) {
+        if verdict == Verdict::Close || (stopping && conn.between_requests()) {
             conns.remove(key);
             return;
         }
@@ -286,7 +295,7 @@ impl Reactor {
             buffers: &mut self.buffers,
             responses: &self.responses,
             limits: &self.limits,
-            stopping: self.shutdown_by.is_some(),
+            stopping: self.draining_until.is_some() || self.shutdown_by.is_some(),
             now,
             handshakes_left: &mut self.revisits.handshakes_left,
         };
@@ -294,6 +303,10 @@ impl Reactor {
     }
 
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
+        if self.draining_until.is_some_and(|until| now >= until) {
+            self.draining_until = None;
+            self.begin_shutdown(now);
+        }
         if self.discovery.on_timer(now)? {
             self.responses.update(self.discovery.tracker());
         }
@@ -355,28 +368,64 @@ impl Reactor {
                     Some(tls) => tls.reload_logged("SIGHUP"),
                     None => log::info!("Reload requested by SIGHUP: no TLS certificate to reload"),
                 },
-                _ if self.shutdown_by.is_some() => {
+                _ if self.shutdown_by.is_some() || self.draining_until.is_some() => {
                     log::warn!("Second termination signal: exiting now");
                     return true;
                 }
+                _ if !self.drain.is_zero() => self.begin_draining(now),
                 _ => self.begin_shutdown(now),
             }
         }
         false
     }
 
-    /// Stop accepting and asking discovery, close idle connections, let
-    /// responses in flight finish (each closing its connection), for at most
-    /// `SHUTDOWN_GRACE`.
+    /// `--drain`: the health check answers 503 from now on, so that load
+    /// balancers send new clients elsewhere; meanwhile whoever still comes
+    /// is accepted and redirected, and every answer closes its connection
+    /// so that keep-alive clients reconnect (elsewhere) without an error.
+    /// Shutdown follows when the drain time is up.
+    fn begin_draining(&mut self, now: Instant) {
+        log::warn!(
+            "Draining for {} s: health check answers 503, requests are still redirected",
+            self.drain.as_secs_f64()
+        );
+        self.draining_until = Some(now + self.drain);
+        self.responses.start_draining(self.discovery.tracker());
+        self.acceptor.stop_deferring();
+    }
+
+    /// Take what is waiting in the backlog, then stop accepting and asking
+    /// discovery, close idle connections, let responses in flight finish
+    /// (each closing its connection), for at most `SHUTDOWN_GRACE`.
     fn begin_shutdown(&mut self, now: Instant) {
+        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
+        let waiting = self.take_backlog(now);
+        self.acceptor.close(self.poll.registry());
+        for (sock, peer) in waiting {
+            self.open(sock, peer, now);
+        }
         log::warn!(
             "Shutting down: finishing {} open connection(s) within {} s",
             self.conns.len(),
             SHUTDOWN_GRACE.as_secs()
         );
-        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
         self.discovery.stop();
-        self.acceptor.close(self.poll.registry());
-        self.conns.retain(|_, conn| !conn.is_idle());
+        self.conns.retain(|_, conn| !conn.between_requests());
+    }
+
+    /// Accept until the backlog is empty (up to the connection cap), to be
+    /// served once the listener is closed: closing it resets whatever waits
+    /// there. Nothing is done in between, to keep the window small in which
+    /// the kernel may still queue a connection to a closing `--reuse-port`
+    /// listener (`net.ipv4.tcp_migrate_req=1` hands those to a sibling).
+    fn take_backlog(&mut self, now: Instant) -> Vec<(TcpStream, SocketAddr)> {
+        let mut waiting = Vec::new();
+        while self.conns.len() + waiting.len() < self.limits.max_connections {
+            match self.acceptor.next(now) {
+                Some(accepted) => waiting.push(accepted),
+                None => break,
+            }
+        }
+        waiting
     }
 }

@@ -13,6 +13,7 @@ mod consul_changes;
 mod consul_client;
 mod consul_data;
 mod descriptors;
+mod drain;
 mod fairness;
 mod hostile;
 mod logging;
