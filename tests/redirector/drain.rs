@@ -193,3 +193,39 @@ fn an_upgrade_on_one_port_refuses_no_one() {
 fn migrates_queued_connections() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
 }
+
+/// Rounds of the backlog scenario: whether the loop sees the queued
+/// connections or the signal first varies (the signal may land on another
+/// thread), and only the second order tests the backlog taken at shutdown.
+const BACKLOG_ROUNDS: usize = 5;
+
+#[test]
+fn shutdown_answers_the_connections_waiting_in_the_backlog() {
+    let c = consul();
+    for _ in 0..BACKLOG_ROUNDS {
+        backlog_round(&c);
+    }
+}
+
+fn backlog_round(c: &FakeConsul) {
+    let mut d = Daemon::start(&["-P", "0", &c.host_port()]);
+    // The loop is up and waiting in its poll.
+    assert_eq!(get(d.addr, "/v1/first").code, 307);
+    // Stopped, the daemon accepts nothing: the kernel queues these, with
+    // their requests, in the listener's backlog.
+    d.signal(libc::SIGSTOP);
+    let mut waiting: Vec<Client> = (0..5)
+        .map(|i| {
+            let mut client = Client::connect(d.addr);
+            client.send(format!("GET /v1/waiting/{i} HTTP/1.1\r\n\r\n").as_bytes());
+            client
+        })
+        .collect();
+    d.signal(libc::SIGTERM);
+    d.signal(libc::SIGCONT);
+    // Either way, every one is answered; none is reset with the listener.
+    for client in &mut waiting {
+        assert_eq!(client.response(false).code, 307);
+    }
+    assert_eq!(d.wait_exit(SOON).and_then(|s| s.code()), Some(0));
+}
