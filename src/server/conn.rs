@@ -187,6 +187,7 @@ impl<S: Stream> Conn<S> {
 
     /// The interest to register anew, if it changed since the last time
     /// (WRITABLE is wanted only while output is pending).
+    #[inline]
     pub fn interest_change(&mut self) -> Option<Interest> {
         let want_writable = self.wants_writable();
         if want_writable == self.writable_interest {
@@ -366,6 +367,7 @@ impl<S: Stream> Conn<S> {
 
     /// One read: `None` when nothing more can be had now (the end of the
     /// stream, or it would block); notes whether the stream is drained.
+    #[inline]
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
             match self.stream.read(buf) {
