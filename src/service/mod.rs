@@ -7,6 +7,8 @@ pub mod activation;
 pub mod notify;
 
 use crate::discovery::tracker::Tracker;
+use crate::logging;
+use log::Level;
 use notify::{NOTIFY_SOCKET, Notifier, WATCHDOG_PID, WATCHDOG_USEC};
 use std::time::{Duration, Instant};
 
@@ -116,9 +118,13 @@ impl Service {
             self.send("WATCHDOG=1");
         } else if !self.holding_back {
             self.holding_back = true;
-            log::error!(
-                "The Consul poller thread is stuck past every timeout: no more watchdog pings, \
-                 the service manager will restart us"
+            // Even with -l: the operator must learn why we were restarted.
+            logging::always(
+                Level::Error,
+                format_args!(
+                    "The Consul poller thread is stuck past every timeout: no more watchdog \
+                     pings, the service manager will restart us"
+                ),
             );
         }
     }
