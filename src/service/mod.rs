@@ -151,3 +151,77 @@ fn status_text(tracker: &Tracker) -> String {
         None => "No active Vault node known: answering 503".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::tracker;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    /// A service speaking to a test socket (abstract, unique per test).
+    fn with_manager(test: &str, ping_every: Option<Duration>) -> (Service, UnixDatagram) {
+        let name = format!("vr-service-{test}-{}", std::process::id());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let manager = UnixDatagram::bind_addr(&addr).unwrap();
+        manager.set_nonblocking(true).unwrap();
+        let mut service = Service::none();
+        service.notifier = Some(Notifier::connect(format!("@{name}").as_ref()).unwrap());
+        service.ping_every = ping_every;
+        (service, manager)
+    }
+
+    fn messages(manager: &UnixDatagram) -> Vec<String> {
+        let mut buf = [0u8; 512];
+        let mut out = Vec::new();
+        while let Ok(n) = manager.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn the_watchdog_is_pinged_only_while_discovery_is_responsive() {
+        let every = Duration::from_secs(15);
+        let (mut service, manager) = with_manager("watchdog", Some(every));
+        let start = Instant::now();
+        service.ready(&tracker::knowing("a:8200"), start);
+        assert_eq!(
+            messages(&manager),
+            ["READY=1\nSTATUS=Redirecting to the active Vault node a:8200"]
+        );
+        assert_eq!(service.next_timer(), Some(start + every));
+        service.on_timer(start + every / 2, true);
+        assert!(messages(&manager).is_empty(), "not due yet");
+        service.on_timer(start + every, true);
+        assert_eq!(messages(&manager), ["WATCHDOG=1"]);
+        // Discovery stuck: no ping, so that the manager restarts us.
+        service.on_timer(start + every * 2, false);
+        assert!(messages(&manager).is_empty());
+        service.on_timer(start + every * 3, true);
+        assert_eq!(messages(&manager), ["WATCHDOG=1"]);
+    }
+
+    #[test]
+    fn status_is_sent_on_changes_only() {
+        let (mut service, manager) = with_manager("status", None);
+        service.ready(&tracker::knowing("a:8200"), Instant::now());
+        service.update(&tracker::knowing("a:8200"));
+        service.update(&tracker::knowing("b:8200"));
+        service.update(&tracker::knowing("b:8200"));
+        assert_eq!(
+            messages(&manager)[1..],
+            ["STATUS=Redirecting to the active Vault node b:8200"]
+        );
+        assert_eq!(service.next_timer(), None, "no watchdog asked for");
+    }
+
+    #[test]
+    fn without_a_manager_nothing_is_sent_or_scheduled() {
+        let mut service = Service::none();
+        service.ready(&tracker::knowing("a:8200"), Instant::now());
+        service.reloading();
+        service.stopping();
+        assert_eq!(service.next_timer(), None);
+    }
+}
