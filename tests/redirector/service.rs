@@ -175,25 +175,38 @@ fn no_watchdog_pings_for_another_process_or_without_a_watchdog() {
     }
 }
 
-/// The binary, started the way the service manager starts it: `listener`
-/// as descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` its own PID (set by a
-/// shell that then becomes the binary, keeping its PID).
-fn activated(listener_fd: i32, listen_pid: Option<&str>, args: &[&str]) -> Command {
+/// The binary, started the way the service manager starts it: `fds` as
+/// descriptors 3, 4, ..., `LISTEN_FDS` their count and `LISTEN_PID` its own
+/// PID (set by a shell that then becomes the binary, keeping its PID).
+fn activated(fds: &[i32], listen_pid: Option<&str>, args: &[&str]) -> Command {
+    const MAX: usize = 4;
+    assert!(fds.len() <= MAX);
     let pid = listen_pid.unwrap_or("$$");
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!("export LISTEN_PID={pid}; exec \"$0\" \"$@\""))
         .arg(binary())
         .args(args)
-        .env("LISTEN_FDS", "1");
-    // SAFETY: only async-signal-safe calls between fork and exec.
+        .env("LISTEN_FDS", fds.len().to_string());
+    let (mut given, count) = ([0i32; MAX], fds.len());
+    given[..count].copy_from_slice(fds);
+    // SAFETY: only async-signal-safe calls between fork and exec, no
+    // allocation. Copies first, above any target, so that placing one
+    // cannot close another that sits at 3 or 4.
     unsafe {
         cmd.pre_exec(move || {
-            if listener_fd == 3 {
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(listener_fd, 3) != 3 {
-                return Err(std::io::Error::last_os_error());
+            let mut high = [0i32; MAX];
+            for i in 0..count {
+                high[i] = libc::fcntl(given[i], libc::F_DUPFD, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high[..count].iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(*fd);
             }
             Ok(())
         });
@@ -207,7 +220,7 @@ fn a_passed_listening_socket_is_served_instead_of_binding() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let d = Daemon::start_command(activated(
-        listener.as_raw_fd(),
+        &[listener.as_raw_fd()],
         None,
         &["-P", "0", &c.host_port()],
     ));
@@ -228,11 +241,41 @@ fn a_passed_listening_socket_is_served_instead_of_binding() {
 }
 
 #[test]
+fn every_passed_socket_is_served() {
+    let c = consul();
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let v6 = TcpListener::bind("[::1]:0")
+        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addrs = [v4.local_addr().unwrap(), v6.local_addr().unwrap()];
+    let d = Daemon::start_command(activated(
+        &[v4.as_raw_fd(), v6.as_raw_fd()],
+        None,
+        &[&c.host_port()],
+    ));
+    assert!(
+        d.log().contains(&format!(
+            "serving the 2 listening socket(s) passed by the service manager ({}, {})",
+            addrs[0], addrs[1]
+        )),
+        "{}",
+        d.log()
+    );
+    drop((v4, v6));
+    // Several rounds on both: neither listener starves the other.
+    for _ in 0..3 {
+        for addr in addrs {
+            assert_eq!(get(addr, "/v1/x").code, 307, "{addr}");
+        }
+    }
+}
+
+#[test]
 fn sockets_passed_to_another_process_are_not_ours() {
     let c = consul();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let d = Daemon::start_command(activated(
-        listener.as_raw_fd(),
+        &[listener.as_raw_fd()],
         Some("1"),
         &["-P", "0", &c.host_port()],
     ));
@@ -246,7 +289,7 @@ fn a_passed_descriptor_that_is_not_listening_stops_start_up() {
     let c = consul();
     let file = std::fs::File::open("/dev/null").unwrap();
     let mut d = Daemon::spawn_command(activated(
-        file.as_raw_fd(),
+        &[file.as_raw_fd()],
         None,
         &["-P", "0", &c.host_port()],
     ));
