@@ -241,6 +241,8 @@ pub const CONSUL_CLIENT_CERT: &str = "CONSUL_CLIENT_CERT";
 pub const CONSUL_CLIENT_KEY: &str = "CONSUL_CLIENT_KEY";
 pub const CONSUL_TLS_SERVER_NAME: &str = "CONSUL_TLS_SERVER_NAME";
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+use crate::service::activation::{LISTEN_FDS, LISTEN_PID};
+use crate::service::notify::{NOTIFY_SOCKET, WATCHDOG_PID, WATCHDOG_USEC};
 
 /// Every environment variable read, with its help line. Options win over
 /// variables.
@@ -276,6 +278,26 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         SSL_CERT_FILE,
         "CA bundle used when no Consul CA is given, instead of the system's",
     ),
+    (
+        NOTIFY_SOCKET,
+        "Set by systemd (Type=notify): where to send READY, STATUS, RELOADING, STOPPING and \
+         WATCHDOG notifications",
+    ),
+    (
+        WATCHDOG_USEC,
+        "Set by systemd (WatchdogSec=): send WATCHDOG=1 every half of it while the event loop \
+         and discovery work",
+    ),
+    (
+        WATCHDOG_PID,
+        "Set by systemd: the process WATCHDOG_USEC is for",
+    ),
+    (
+        LISTEN_FDS,
+        "Set by systemd (socket activation): serve that many passed listening sockets instead \
+         of binding",
+    ),
+    (LISTEN_PID, "Set by systemd: the process LISTEN_FDS is for"),
 ];
 
 impl Opt {

@@ -1,8 +1,9 @@
-//! Accepting connections: binding the listening socket (with SO_REUSEPORT
-//! if asked), whether it may have connections waiting (edge-triggered
-//! readiness), and the back-off while the process is out of descriptors,
-//! logged once per episode. How many connections may be open at once is
-//! the loop's to say.
+//! Accepting connections: the listening sockets (one we bound, with
+//! SO_REUSEPORT if asked, or those the service manager passed), whether
+//! each may have connections waiting
+//! (edge-triggered readiness), and the back-off while the process is out
+//! of descriptors, logged once per episode. How many connections may be
+//! open at once is the loop's to say.
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -17,6 +18,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// anyway (the head timeout then starts). The kernel rounds it to its SYN-ACK
 /// retransmissions: 1 s is the shortest.
 const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
 /// Connections the kernel may queue before we accept them (it caps this
 /// at `net.core.somaxconn`). Generous: a draining process, or a loop busy
 /// for a moment, must not see new connections refused.
@@ -111,47 +113,64 @@ fn set_int_option(
     }
 }
 
-/// The listener and what is known about its backlog.
+/// The listeners and what is known about their backlogs.
 pub struct Acceptor {
-    /// None once shutdown has closed it.
-    listener: Option<TcpListener>,
-    /// Connections may be waiting: set by a readiness event, cleared when
-    /// `accept` finds the backlog empty.
-    ready: bool,
+    /// Empty once shutdown has closed them.
+    listeners: Vec<Listening>,
+    /// The listener to take from first, so that none starves the others.
+    cursor: usize,
     paused_until: Option<Instant>,
     /// Set once per EMFILE episode, so the log is not flooded.
     exhausted: bool,
 }
 
+/// One listening socket.
+struct Listening {
+    listener: TcpListener,
+    /// Connections may be waiting: set by a readiness event, cleared when
+    /// `accept` finds the backlog empty.
+    ready: bool,
+}
+
 impl Acceptor {
-    /// Take a bound listener: non-blocking, connections handed over with
-    /// their first bytes, registered with the loop under `token`.
+    /// Take bound listeners: non-blocking, connections handed over with
+    /// their first bytes, registered with the loop under consecutive
+    /// tokens from `first_token`.
     pub fn new(
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         registry: &Registry,
-        token: Token,
+        first_token: usize,
     ) -> io::Result<Acceptor> {
-        listener.set_nonblocking(true)?;
-        defer_accept(&listener, DEFER_ACCEPT_SECS);
-        let mut listener = TcpListener::from_std(listener);
-        registry.register(&mut listener, token, Interest::READABLE)?;
-        Ok(Acceptor {
-            listener: Some(listener),
+        let mut taken = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            listener.set_nonblocking(true)?;
+            defer_accept(&listener, DEFER_ACCEPT_SECS);
+            let mut listener = TcpListener::from_std(listener);
+            registry.register(&mut listener, Token(first_token + i), Interest::READABLE)?;
             // Connections may have queued before registration.
-            ready: true,
+            taken.push(Listening {
+                listener,
+                ready: true,
+            });
+        }
+        Ok(Acceptor {
+            listeners: taken,
+            cursor: 0,
             paused_until: None,
             exhausted: false,
         })
     }
 
-    /// The poll said connections are waiting.
-    pub fn set_ready(&mut self) {
-        self.ready = true;
+    /// The poll said connections are waiting on listener `index`.
+    pub fn set_ready(&mut self, index: usize) {
+        if let Some(l) = self.listeners.get_mut(index) {
+            l.ready = true;
+        }
     }
 
     /// Connections may be waiting, and we may take them now.
     pub fn can_accept(&self, now: Instant) -> bool {
-        self.ready && self.listener.is_some() && self.paused_until.is_none_or(|t| now >= t)
+        self.listeners.iter().any(|l| l.ready) && self.paused_until.is_none_or(|t| now >= t)
     }
 
     /// When accepting resumes after running out of descriptors.
@@ -160,20 +179,38 @@ impl Acceptor {
     }
 
     /// The next waiting connection, or None when there is none now (the
-    /// backlog is empty, or descriptors ran out and accepting pauses).
+    /// backlogs are empty, or descriptors ran out and accepting pauses).
     pub fn next(&mut self, now: Instant) -> Option<(TcpStream, SocketAddr)> {
         self.paused_until = None;
+        let count = self.listeners.len();
+        for step in 0..count {
+            let i = (self.cursor + step) % count;
+            if !self.listeners[i].ready {
+                continue;
+            }
+            if let Some(accepted) = self.next_from(i, now) {
+                self.cursor = (i + 1) % count;
+                return Some(accepted);
+            }
+            if self.paused_until.is_some() {
+                return None;
+            }
+        }
+        // Caught up with every backlog: an exhaustion episode is over.
+        if self.exhausted {
+            log::warn!("Accepting connections again");
+            self.exhausted = false;
+        }
+        None
+    }
+
+    /// The next connection waiting on listener `i`.
+    fn next_from(&mut self, i: usize, now: Instant) -> Option<(TcpStream, SocketAddr)> {
         loop {
-            let listener = self.listener.as_ref()?;
-            match listener.accept() {
+            match self.listeners[i].listener.accept() {
                 Ok(accepted) => return Some(accepted),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Caught up with the backlog: an exhaustion episode is over.
-                    if self.exhausted {
-                        log::warn!("Accepting connections again");
-                        self.exhausted = false;
-                    }
-                    self.ready = false;
+                    self.listeners[i].ready = false;
                     return None;
                 }
                 Err(e) if is_out_of_descriptors(&e) => {
@@ -193,20 +230,30 @@ impl Acceptor {
         }
     }
 
+    /// Connections may be waiting on every listener, whatever the poll
+    /// has said so far (shutdown takes every backlog before closing).
+    pub fn assume_ready(&mut self) {
+        for l in &mut self.listeners {
+            l.ready = true;
+        }
+    }
+
     /// Hand over new connections as soon as they are established, not with
     /// their first bytes: a process about to close its listener must not
     /// leave connections waiting for data in the kernel, where the close
     /// would reset them.
     pub fn stop_deferring(&self) {
-        if let Some(listener) = &self.listener {
-            defer_accept(listener, 0);
+        for l in &self.listeners {
+            defer_accept(&l.listener, 0);
         }
     }
 
-    /// Stop accepting (shutdown): new connections are refused by the kernel.
+    /// Stop accepting (shutdown): new connections are refused by the
+    /// kernel (a socket the manager passed stays open in the manager,
+    /// which queues them for the next start).
     pub fn close(&mut self, registry: &Registry) {
-        if let Some(mut listener) = self.listener.take() {
-            let _ = registry.deregister(&mut listener);
+        for mut l in self.listeners.drain(..) {
+            let _ = registry.deregister(&mut l.listener);
         }
     }
 }

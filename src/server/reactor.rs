@@ -12,6 +12,8 @@ use crate::server::limits::{Limits, SHUTDOWN_GRACE};
 use crate::server::responses::Responses;
 use crate::server::tls::TlsSource;
 use crate::server::transport::Transport;
+use crate::service::Service;
+use crate::service::activation::MAX_LISTENERS;
 use log::Level;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -23,13 +25,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
-/// Connection tokens start here, past the fixed ones, with room for more
-/// fixed sources (a notify socket, a second listener) without renumbering.
+/// Listener tokens: this plus the listener's index (several when the
+/// service manager passes several sockets).
+const FIRST_LISTENER: usize = 8;
+/// Connection tokens start here, past the fixed ones and the listeners'.
 /// A connection's token is its slab key plus this.
 const FIRST_CONN: usize = 16;
+const _: () = assert!(FIRST_LISTENER + MAX_LISTENERS <= FIRST_CONN);
 
 /// Connections accepted per loop turn, so a connect flood cannot starve
 /// clients already connected.
@@ -52,6 +56,8 @@ pub struct Reactor {
     limits: Limits,
     responses: Responses,
     discovery: Discovery,
+    /// Notifications to the service manager, and its watchdog.
+    service: Service,
     signals: Signals,
     /// The certificate in service, when the listener speaks TLS.
     tls: Option<TlsSource>,
@@ -77,18 +83,19 @@ struct Revisits {
 }
 
 impl Reactor {
-    /// Take the bound listener and the first discovery answer, register
+    /// Take the bound listeners and the first discovery answer, register
     /// everything with a new poll, and start discovery's thread.
     pub fn new(
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         responses: Responses,
         discovery: impl FnOnce(Arc<Waker>) -> io::Result<Discovery>,
         limits: Limits,
         drain: Duration,
         tls: Option<TlsSource>,
+        service: Service,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let acceptor = Acceptor::new(listener, poll.registry(), LISTENER)?;
+        let acceptor = Acceptor::new(listeners, poll.registry(), FIRST_LISTENER)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
         poll.registry()
@@ -101,6 +108,7 @@ impl Reactor {
             limits,
             responses,
             discovery: discovery(waker)?,
+            service,
             signals,
             tls,
             next_sweep: None,
@@ -118,6 +126,7 @@ impl Reactor {
     /// Run until a signal ends it.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        self.service.ready(self.discovery.tracker(), Instant::now());
         loop {
             let timeout = self.timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -131,16 +140,18 @@ impl Reactor {
             self.revisit(now);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.acceptor.set_ready(),
                     WAKER => {
                         if self.discovery.on_wake(now)? {
-                            self.responses.update(self.discovery.tracker());
+                            self.discovery_changed();
                         }
                     }
                     SIGNALS => {
                         if self.handle_signals(now) {
                             return Ok(());
                         }
+                    }
+                    Token(t) if t < FIRST_CONN => {
+                        self.acceptor.set_ready(t.wrapping_sub(FIRST_LISTENER))
                     }
                     Token(t) => {
                         let ready = Readiness {
@@ -175,6 +186,7 @@ impl Reactor {
             self.draining_until,
             self.shutdown_by,
             self.tls.as_ref().map(TlsSource::next_check),
+            self.service.next_timer(),
         ];
         candidates
             .into_iter()
@@ -310,8 +322,10 @@ impl Reactor {
             self.begin_shutdown(now);
         }
         if self.discovery.on_timer(now)? {
-            self.responses.update(self.discovery.tracker());
+            self.discovery_changed();
         }
+        self.service
+            .on_timer(now, self.discovery.is_responsive(now));
         if self.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
         }
@@ -366,10 +380,7 @@ impl Reactor {
                     );
                     logging::set_enabled(false);
                 }
-                SIGHUP => match &mut self.tls {
-                    Some(tls) => tls.reload_logged("SIGHUP"),
-                    None => log::info!("Reload requested by SIGHUP: no TLS certificate to reload"),
-                },
+                SIGHUP => self.reload(),
                 _ if self.shutdown_by.is_some() || self.draining_until.is_some() => {
                     log::warn!("Second termination signal: exiting now");
                     return true;
@@ -379,6 +390,22 @@ impl Reactor {
             }
         }
         false
+    }
+
+    /// What discovery knows changed: answer and report accordingly.
+    fn discovery_changed(&mut self) {
+        self.responses.update(self.discovery.tracker());
+        self.service.update(self.discovery.tracker());
+    }
+
+    /// SIGHUP: re-read the TLS files, bracketed for the service manager.
+    fn reload(&mut self) {
+        self.service.reloading();
+        match &mut self.tls {
+            Some(tls) => tls.reload_logged("SIGHUP"),
+            None => log::info!("Reload requested by SIGHUP: no TLS certificate to reload"),
+        }
+        self.service.reloaded();
     }
 
     /// `--drain`: the health check answers 503 from now on, so that load
@@ -391,6 +418,7 @@ impl Reactor {
             "Draining for {} s: health check answers 503, requests are still redirected",
             self.drain.as_secs_f64()
         );
+        self.service.stopping();
         self.draining_until = Some(now + self.drain);
         self.responses.start_draining(self.discovery.tracker());
         self.acceptor.stop_deferring();
@@ -411,6 +439,7 @@ impl Reactor {
             self.conns.len(),
             SHUTDOWN_GRACE.as_secs()
         );
+        self.service.stopping();
         self.discovery.stop();
         self.conns.retain(|_, conn| !conn.between_requests());
     }
@@ -421,6 +450,8 @@ impl Reactor {
     /// the kernel may still queue a connection to a closing `--reuse-port`
     /// listener (`net.ipv4.tcp_migrate_req=1` hands those to a sibling).
     fn take_backlog(&mut self, now: Instant) -> Vec<(TcpStream, SocketAddr)> {
+        // The poll may not have reported what queued since the last look.
+        self.acceptor.assume_ready();
         let mut waiting = Vec::new();
         while self.conns.len() + waiting.len() < self.limits.max_connections {
             match self.acceptor.next(now) {

@@ -19,6 +19,7 @@ mod hostile;
 mod logging;
 mod pki;
 mod requests;
+mod service;
 mod signals;
 mod startup;
 mod tls;
