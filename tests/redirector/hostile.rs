@@ -1,10 +1,10 @@
 //! Hostile and heavy clients: deadlines, the connection cap, running out
 //! of descriptors, lingering closes, back-pressure, graceful shutdown.
 
-use crate::client::Client;
+use crate::client::{Client, closed_within};
 use crate::daemon::{Daemon, SOON, command};
 use crate::fake_consul::{FakeConsul, active_node};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
@@ -19,20 +19,6 @@ fn start(consul: &FakeConsul, extra: &[&str]) -> Daemon {
     args.extend_from_slice(extra);
     args.push(&hp);
     Daemon::start(&args)
-}
-
-/// Wait for the server to close: true on EOF or reset, false on timeout.
-fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 fn get_on(c: &mut Client, target: &str) -> u16 {
