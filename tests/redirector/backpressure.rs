@@ -3,26 +3,14 @@
 //! the head and body deadlines measured per request.
 
 use crate::client::Client;
-use crate::daemon::{Daemon, SOON};
-use crate::fake_consul::{FakeConsul, active_node};
+use crate::daemon::{Daemon, SOON, start_against as start};
+use crate::fake_consul::with_vault_a as consul;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 
 /// A client receive buffer that holds few answers.
 pub const SMALL_RECEIVE_BUFFER: libc::c_int = 64 * 1024;
 use std::time::{Duration, Instant};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
-
-fn start(consul: &FakeConsul, extra: &[&str]) -> Daemon {
-    let hp = consul.host_port();
-    let mut args = vec!["-P", "0"];
-    args.extend_from_slice(extra);
-    args.push(&hp);
-    Daemon::start(&args)
-}
 
 /// Resident memory of the daemon, in KiB.
 fn rss_kib(d: &Daemon) -> u64 {

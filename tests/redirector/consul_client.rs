@@ -141,23 +141,30 @@ fn make_fifo(path: &std::path::Path) {
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
 }
 
-#[test]
-fn a_fifo_as_the_token_file_is_refused_at_start_up_not_waited_on() {
+/// Start with `file` as the token file: start-up must fail with exit 1
+/// before asking Consul anything. Returns the log.
+fn refused_token_file(file: &std::path::Path) -> String {
     let consul = FakeConsul::serving(node("vault-a"));
-    let fifo = temp_dir().join("token-fifo");
-    make_fifo(&fifo);
     let mut d = Daemon::spawn(&[
         "-P",
         "0",
         "--consul-token-file",
-        fifo.to_str().unwrap(),
+        file.to_str().unwrap(),
         &consul.host_port(),
     ]);
     let status = d.wait_exit(SOON);
     let log = d.log();
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
-    assert!(log.contains("not a regular file"), "{log}");
     assert_eq!(consul.request_count(), 0);
+    log
+}
+
+#[test]
+fn a_fifo_as_the_token_file_is_refused_at_start_up_not_waited_on() {
+    let fifo = temp_dir().join("token-fifo");
+    make_fifo(&fifo);
+    let log = refused_token_file(&fifo);
+    assert!(log.contains("not a regular file"), "{log}");
 }
 
 #[test]
@@ -196,22 +203,11 @@ fn a_token_file_replaced_by_a_fifo_fails_the_poll_without_blocking_the_poller() 
 
 #[test]
 fn an_oversized_token_file_is_refused() {
-    let consul = FakeConsul::serving(node("vault-a"));
     let file = temp_dir().join("token");
     put(&file, &"a".repeat(64 * 1024));
-    let mut d = Daemon::spawn(&[
-        "-P",
-        "0",
-        "--consul-token-file",
-        file.to_str().unwrap(),
-        &consul.host_port(),
-    ]);
-    let status = d.wait_exit(SOON);
-    let log = d.log();
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    let log = refused_token_file(&file);
     assert!(log.contains("larger than"), "{log}");
     assert!(!log.contains("aaaa"), "the token is never logged: {log}");
-    assert_eq!(consul.request_count(), 0);
 }
 
 #[test]

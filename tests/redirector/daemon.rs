@@ -200,3 +200,12 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Start the binary on a free port against `consul`, with `extra` options.
+pub fn start_against(consul: &crate::fake_consul::FakeConsul, extra: &[&str]) -> Daemon {
+    let host_port = consul.host_port();
+    let mut args = vec!["-P", "0"];
+    args.extend_from_slice(extra);
+    args.push(&host_port);
+    Daemon::start(&args)
+}

@@ -5,7 +5,7 @@
 use crate::backpressure::{SMALL_RECEIVE_BUFFER, connect_with_receive_buffer};
 use crate::client::Client;
 use crate::daemon::{Daemon, SOON};
-use crate::fake_consul::{FakeConsul, active_node};
+use crate::fake_consul::with_vault_a as consul;
 use crate::pki::Pki;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
@@ -14,10 +14,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
 
 /// Percentile `p` (0–100) of sorted samples.
 fn percentile(sorted: &[Duration], p: usize) -> Duration {

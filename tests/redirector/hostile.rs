@@ -2,24 +2,12 @@
 //! of descriptors, lingering closes, back-pressure, graceful shutdown.
 
 use crate::client::{Client, closed_within};
-use crate::daemon::{Daemon, SOON, command};
-use crate::fake_consul::{FakeConsul, active_node};
+use crate::daemon::{Daemon, SOON, command, start_against as start};
+use crate::fake_consul::with_vault_a as consul;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
-
-fn start(consul: &FakeConsul, extra: &[&str]) -> Daemon {
-    let hp = consul.host_port();
-    let mut args = vec!["-P", "0"];
-    args.extend_from_slice(extra);
-    args.push(&hp);
-    Daemon::start(&args)
-}
 
 fn get_on(c: &mut Client, target: &str) -> u16 {
     c.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());

@@ -3,7 +3,7 @@
 //! as plain HTTP, garbage on the TLS port, and reloads.
 
 use crate::daemon::{Daemon, SOON};
-use crate::fake_consul::{FakeConsul, active_node};
+use crate::fake_consul::{FakeConsul, with_vault_a as consul};
 use crate::pki::{ENCRYPTED_LEGACY_KEY, ENCRYPTED_PKCS8_KEY, Leaf, Pki};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -86,10 +86,6 @@ fn served_leaf(tls: &Tls) -> CertificateDer<'static> {
     tls.conn.peer_certificates().unwrap()[0]
         .clone()
         .into_owned()
-}
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
 }
 
 fn start_tls(consul: &FakeConsul, cert: &Path, key: &Path, extra: &[&str]) -> Daemon {
