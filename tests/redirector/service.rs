@@ -5,7 +5,7 @@
 
 use crate::client::get;
 use crate::daemon::{Daemon, SOON, binary, command};
-use crate::fake_consul::{Answer, FakeConsul, active_node};
+use crate::fake_consul::{Answer, active_node, with_vault_a as consul};
 use crate::tls::temp_dir;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -14,10 +14,6 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
 
 /// The service manager's end of `NOTIFY_SOCKET`.
 struct Manager {
