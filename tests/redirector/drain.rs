@@ -4,7 +4,7 @@
 
 use crate::client::{Client, get};
 use crate::daemon::{Daemon, SOON, eventually};
-use crate::fake_consul::{FakeConsul, active_node};
+use crate::fake_consul::{FakeConsul, with_vault_a};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -13,13 +13,9 @@ use std::time::{Duration, Instant};
 /// well after the signal, even under emulation.
 const DRAIN_SECS: u64 = 3;
 
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
-
 #[test]
 fn draining_answers_health_503_and_keeps_redirecting_then_exits_0() {
-    let c = consul();
+    let c = with_vault_a();
     let drain = DRAIN_SECS.to_string();
     let mut d = Daemon::start(&["-P", "0", "--drain", &drain, &c.host_port()]);
     let before = get(d.addr, "/vault-redirector-health");
@@ -78,7 +74,7 @@ fn draining_answers_health_503_and_keeps_redirecting_then_exits_0() {
 
 #[test]
 fn a_second_signal_ends_the_drain_at_once() {
-    let c = consul();
+    let c = with_vault_a();
     let mut d = Daemon::start(&["-P", "0", "--drain", "600", &c.host_port()]);
     d.signal(libc::SIGTERM);
     assert!(d.wait_for_log("Draining for 600 s", SOON).is_some());
@@ -89,7 +85,7 @@ fn a_second_signal_ends_the_drain_at_once() {
 
 #[test]
 fn without_reuse_port_a_second_process_cannot_bind() {
-    let c = consul();
+    let c = with_vault_a();
     let first = Daemon::start(&["-P", "0", &c.host_port()]);
     let port = first.addr.port().to_string();
     let mut second = Daemon::spawn(&["-P", &port, "--bind", "127.0.0.1", &c.host_port()]);
@@ -104,7 +100,7 @@ fn without_reuse_port_a_second_process_cannot_bind() {
 
 #[test]
 fn with_reuse_port_two_processes_share_a_port() {
-    let c = consul();
+    let c = with_vault_a();
     let first = Daemon::start(&["-v", "-P", "0", "--reuse-port", &c.host_port()]);
     let port = first.addr.port().to_string();
     let second = Daemon::start(&["-v", "-P", &port, "--reuse-port", &c.host_port()]);
@@ -139,7 +135,7 @@ fn try_get(addr: SocketAddr) -> std::io::Result<u16> {
 
 #[test]
 fn an_upgrade_on_one_port_refuses_no_one() {
-    let c = consul();
+    let c = with_vault_a();
     let mut old = Daemon::start(&["-P", "0", "--reuse-port", "--drain", "1", &c.host_port()]);
     let addr = old.addr;
     let port = addr.port().to_string();
@@ -201,7 +197,7 @@ const BACKLOG_ROUNDS: usize = 5;
 
 #[test]
 fn shutdown_answers_the_connections_waiting_in_the_backlog() {
-    let c = consul();
+    let c = with_vault_a();
     for _ in 0..BACKLOG_ROUNDS {
         backlog_round(&c);
     }

@@ -32,12 +32,22 @@ fail() { echo "FAIL: $*"; FAILED=1; }
 result() { echo "$*" | tee -a "$RESULTS"; }
 on() { local host=$1; shift; ip netns exec "$P-$host" "$@"; }
 
+# Everything started here runs in one of these namespaces (`on ... &`
+# records a subshell's pid, not the server's): kill what each one holds,
+# then remove them.
 remove_network() {
-  local pid ns
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local ns pids
+  for ns in "${HOSTS[@]}" sw; do
+    pids=$(ip netns pids "$P-$ns" 2>/dev/null || true)
+    [ -z "$pids" ] || kill $pids 2>/dev/null || true
+  done
   sleep 0.5
+  for ns in "${HOSTS[@]}" sw; do
+    pids=$(ip netns pids "$P-$ns" 2>/dev/null || true)
+    [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+    ip netns del "$P-$ns" 2>/dev/null || true
+  done
   for pid in "${PIDS[@]}"; do stop_pid KILL "$pid"; done
-  for ns in "${HOSTS[@]}" sw; do ip netns del "$P-$ns" 2>/dev/null || true; done
   [ -n "${KEEP_REAL_DIR:-}" ] || rm -rf "$REAL_DIR"
 }
 trap remove_network EXIT
