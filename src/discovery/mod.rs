@@ -10,11 +10,12 @@ pub mod poller;
 pub mod target;
 pub mod tracker;
 
+use consul::FetchBudget;
 use pacing::Pacing;
 use poller::Poller;
 use std::io;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracker::Tracker;
 
 /// Discovery as the event loop drives it: its timer starts queries on the
@@ -29,7 +30,14 @@ pub struct Discovery {
     sent: Instant,
     /// Shutting down: no new queries.
     stopped: bool,
+    /// The longest a query can take before the thread counts as stuck.
+    budget: FetchBudget,
+    /// When the query in flight must have been answered by, at the latest.
+    answer_by: Option<Instant>,
 }
+
+/// Beyond a query's own timeouts: scheduling and parsing on a loaded machine.
+const STUCK_SLACK: Duration = Duration::from_secs(5);
 
 impl Discovery {
     /// Start the poller thread, waking the loop through `waker`.
@@ -39,7 +47,10 @@ impl Discovery {
         tracker: Tracker,
         waker: Arc<mio::Waker>,
     ) -> io::Result<Discovery> {
+        let budget = client.budget();
         Ok(Discovery {
+            budget,
+            answer_by: None,
             poller: Poller::spawn(client, waker)?,
             pacing,
             tracker,
@@ -67,11 +78,13 @@ impl Discovery {
     /// ran out. Returns true if what the tracker knows changed.
     pub fn on_timer(&mut self, now: Instant) -> io::Result<bool> {
         if !self.in_flight && !self.stopped && now >= self.pacing.next() {
-            if !self.poller.request(self.pacing.query()) {
+            let query = self.pacing.query();
+            if !self.poller.request(query) {
                 return Err(poller_gone());
             }
             self.in_flight = true;
             self.sent = now;
+            self.answer_by = Some(now + self.budget.of(query) + STUCK_SLACK);
         }
         Ok(self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now))
     }
@@ -88,6 +101,7 @@ impl Discovery {
             };
             took = true;
             self.in_flight = false;
+            self.answer_by = None;
             match outcome.result {
                 Ok(answer) => {
                     self.pacing.on_answer(answer.index, self.sent, now);
@@ -99,6 +113,14 @@ impl Discovery {
                 }
             }
         }
+    }
+
+    /// The discovery thread is doing its work: idle, or on a query that
+    /// has not outlasted every timeout it runs under. A thread stuck past
+    /// that (a bug, a deadlock) stops the watchdog, so that the service
+    /// manager restarts a daemon that would redirect to a stale node.
+    pub fn is_responsive(&self, now: Instant) -> bool {
+        self.answer_by.is_none_or(|by| now < by)
     }
 
     /// Shutting down: ask nothing more.
@@ -116,4 +138,40 @@ impl Discovery {
 /// release build could never run.
 fn poller_gone() -> io::Error {
     io::Error::other("the Consul poller thread is gone (it panicked)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consul::settings::{ConsulSettings, parse_agents};
+
+    /// Discovery asking an agent that accepts and never answers.
+    fn asking_a_silent_agent(poll_interval: Duration) -> (Discovery, std::net::TcpListener) {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let agents = parse_agents(&silent.local_addr().unwrap().to_string(), false).unwrap();
+        let client =
+            consul::Client::new(&ConsulSettings::for_agents(agents), false, poll_interval).unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let now = Instant::now();
+        let pacing = Pacing::new(poll_interval, None, now, now);
+        let discovery =
+            Discovery::start(client, pacing, tracker::knowing("a:8200"), waker).unwrap();
+        (discovery, silent)
+    }
+
+    #[test]
+    fn a_query_outlasting_every_timeout_means_a_stuck_thread() {
+        let interval = Duration::from_secs(5);
+        let (mut discovery, _silent) = asking_a_silent_agent(interval);
+        // The clock is ours to set: the query is due at `start`.
+        let start = discovery.pacing.next();
+        assert!(discovery.is_responsive(start), "idle");
+        discovery.on_timer(start).unwrap();
+        assert!(discovery.in_flight);
+        // The agent's timeout (the poll interval here) has not run out.
+        assert!(discovery.is_responsive(start + interval));
+        // Long past every timeout the query runs under: stuck.
+        assert!(!discovery.is_responsive(start + interval + STUCK_SLACK + interval));
+    }
 }

@@ -14,8 +14,10 @@ pub struct HealthView<'a> {
     pub last_consul_error: Option<&'a str>,
     /// the agent that answered last;
     pub consul_agent: Option<&'a str>,
-    /// something odd about Consul's answers (e.g. no ACL token and no node).
+    /// something odd about Consul's answers (e.g. no ACL token and no node);
     pub consul_warning: Option<&'a str>,
+    /// a termination signal came and `--drain` is running out.
+    pub draining: bool,
 }
 
 fn json_string(s: &str) -> String {
@@ -31,7 +33,7 @@ fn json_opt(s: Option<&str>) -> String {
 pub fn render(view: &HealthView<'_>) -> String {
     format!(
         "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": {}, \"version\": {}, \
-         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}}}",
+         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}, \"draining\": {}}}",
         json_string(SOURCE_URL),
         json_string(VERSION),
         json_string(view.consul_host_port),
@@ -40,6 +42,7 @@ pub fn render(view: &HealthView<'_>) -> String {
         json_opt(view.last_consul_error),
         json_opt(view.consul_agent),
         json_opt(view.consul_warning),
+        view.draining,
     )
 }
 
@@ -81,6 +84,7 @@ mod tests {
             last_consul_error: None,
             consul_agent: Some("127.0.0.1:8500"),
             consul_warning: None,
+            draining: false,
         });
         assert_eq!(
             json,
@@ -88,7 +92,7 @@ mod tests {
                 "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": \"{SOURCE_URL}\", \
                  \"version\": \"{VERSION}\", \"consul_host_port\": \"127.0.0.1:8500\", \"active_vault\": \
                  \"vault-b:8200\", \"last_consul_poll\": \"2026-11-24T21:19:40.123456\", \"last_consul_error\": null, \
-                 \"consul_agent\": \"127.0.0.1:8500\", \"consul_warning\": null}}"
+                 \"consul_agent\": \"127.0.0.1:8500\", \"consul_warning\": null, \"draining\": false}}"
             )
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -104,12 +108,14 @@ mod tests {
             last_consul_error: Some("refused \"x\""),
             consul_agent: None,
             consul_warning: None,
+            draining: true,
         });
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["active_vault"], serde_json::Value::Null);
         assert_eq!(parsed["last_consul_poll"], serde_json::Value::Null);
         assert_eq!(parsed["consul_host_port"], "we\"ird:1");
         assert_eq!(parsed["last_consul_error"], "refused \"x\"");
+        assert_eq!(parsed["draining"], true);
     }
 
     #[test]
