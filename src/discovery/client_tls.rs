@@ -1,8 +1,8 @@
-//! TLS to the Consul agents: which CAs to trust (ours, Consul's variables,
-//! then the system's bundle), and the client certificate for agents that
-//! verify their clients. Files are read through `crate::pem`.
+//! TLS from discovery to the servers it asks (Consul agents, Vault nodes):
+//! which CAs to trust (a file, a directory, else the system's bundle), and
+//! the client certificate for servers that verify their clients. Files are
+//! read through `crate::pem`; each source names its own variables in errors.
 
-use super::settings::ConsulSettings;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, parse_pem};
@@ -45,37 +45,72 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/ca-bundle.pem",
 ];
 
-pub fn tls_config(settings: &ConsulSettings) -> Result<TlsConfig, String> {
+/// What one source's settings say about TLS, and how its errors name the
+/// settings.
+pub struct TlsFiles<'a> {
+    pub ca_file: Option<&'a Path>,
+    /// A directory of PEM CA certificates (used when `ca_file` is not set).
+    pub ca_dir: Option<&'a Path>,
+    pub client_cert: Option<&'a Path>,
+    pub client_key: Option<&'a Path>,
+    pub verify: bool,
+    /// "set CONSUL_CACERT or --consul-ca"
+    pub ca_hint: &'a str,
+    /// "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"
+    pub client_pair: &'a str,
+}
+
+pub fn tls_config(files: &TlsFiles<'_>) -> Result<TlsConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut builder = TlsConfig::builder()
         .unversioned_rustls_crypto_provider(provider)
-        .disable_verification(!settings.verify);
-    // The options and the environment (SSL_CERT_FILE included) are read
-    // into the settings; only the system's own bundle is looked for here.
-    let ca_file = settings.ca_file.clone().or_else(|| {
-        SYSTEM_CA_BUNDLES
+        .disable_verification(!files.verify);
+    let certs = match (files.ca_file, files.ca_dir) {
+        (Some(path), _) => Some(read_pem_certs(path)?),
+        (None, Some(dir)) => Some(read_pem_dir(dir)?),
+        // The options and the environment (SSL_CERT_FILE included) are read
+        // into the settings; only the system's own bundle is looked for here.
+        (None, None) => match SYSTEM_CA_BUNDLES
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
-    });
-    match ca_file {
-        Some(path) => {
-            let certs = read_pem_certs(&path)?;
-            builder = builder.root_certs(RootCerts::new_with_certs(&certs));
-        }
-        None if settings.verify => {
-            return Err("no CA certificates: set CONSUL_CACERT or --consul-ca".into());
-        }
+        {
+            Some(path) => Some(read_pem_certs(&path)?),
+            None => None,
+        },
+    };
+    match certs {
+        Some(certs) => builder = builder.root_certs(RootCerts::new_with_certs(&certs)),
+        None if files.verify => return Err(format!("no CA certificates: {}", files.ca_hint)),
         None => {}
     }
-    match (&settings.client_cert, &settings.client_key) {
+    match (files.client_cert, files.client_key) {
         (Some(cert), Some(key)) => {
             let chain = read_pem_certs(cert)?;
             let key = read_pem_key(key)?;
             builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
         (None, None) => {}
-        _ => return Err("CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY must be set together".into()),
+        _ => return Err(format!("{} must be set together", files.client_pair)),
     }
     Ok(builder.build())
+}
+
+/// Every certificate in the PEM files of `dir` (Vault's `VAULT_CAPATH`);
+/// files that hold none are skipped, as Vault does.
+fn read_pem_dir(dir: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    paths.sort();
+    let certs: Vec<Certificate<'static>> = paths
+        .iter()
+        .filter(|p| p.is_file())
+        .filter_map(|p| read_pem_certs(p).ok())
+        .flatten()
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", dir.display()));
+    }
+    Ok(certs)
 }

@@ -1,50 +1,120 @@
-//! Finding the active Vault node, off the event loop: the source (Consul
-//! today), when to ask it (`pacing`), what its answers mean over time
-//! (`tracker`), and the hand-off between its thread and the loop
-//! (`poller`). The loop drives it through `Discovery` and only ever sees a
-//! tracker: an active node or none.
+//! Finding the active Vault node, off the event loop: the source (Consul,
+//! or the Vault nodes themselves), when to ask it (`pacing` for Consul,
+//! `vault::pacing`), what its answers mean over time (`tracker`), and the
+//! hand-off between its threads and the loop (`poller`). The loop drives
+//! it through `Discovery` and only ever sees a tracker: an active node or
+//! none.
 
+pub mod client_tls;
 pub mod consul;
 pub mod pacing;
 pub mod poller;
+pub mod resolver;
 pub mod target;
 pub mod tracker;
+pub mod vault;
 
+use consul::{Answer, PollError, Query};
 use pacing::Pacing;
-use poller::Poller;
+use poller::{Poller, Reply};
 use std::io;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracker::Tracker;
+use vault::watch::{FirstRound, VaultWatch};
 
-/// Discovery as the event loop drives it: its timer starts queries on the
-/// poller thread, and the poller's wake-up hands the outcomes back.
-pub struct Discovery {
-    poller: Poller,
+/// Consul as the loop drives it: one query at a time on the poller thread.
+struct ConsulWatch {
+    poller: Poller<Query, Result<Answer, PollError>>,
     pacing: Pacing,
-    tracker: Tracker,
     /// A query is on the poller thread; the next waits for its outcome.
     in_flight: bool,
     /// When the query in flight was sent.
     sent: Instant,
+}
+
+impl ConsulWatch {
+    fn next_due(&self) -> Option<Instant> {
+        (!self.in_flight).then_some(self.pacing.next())
+    }
+
+    fn start_due(&mut self, now: Instant) -> bool {
+        if self.in_flight || now < self.pacing.next() {
+            return true;
+        }
+        self.in_flight = true;
+        self.sent = now;
+        self.poller.request(self.pacing.query())
+    }
+
+    fn take_outcomes(&mut self, now: Instant, tracker: &mut Tracker) -> Result<bool, ()> {
+        let mut took = false;
+        while let Some(result) = self.poller.try_outcome()? {
+            took = true;
+            self.in_flight = false;
+            match result {
+                Ok(answer) => {
+                    self.pacing.on_answer(answer.index, self.sent, now);
+                    tracker.on_answer(answer, SystemTime::now());
+                }
+                Err(e) => {
+                    self.pacing.on_error(now);
+                    tracker.on_error(&e, now);
+                }
+            }
+        }
+        Ok(took)
+    }
+}
+
+/// Where the active node comes from; the loop does not know which.
+enum Source {
+    Consul(ConsulWatch),
+    Vault(VaultWatch),
+}
+
+/// What start-up found, ready to be driven by the loop.
+pub enum Started {
+    Consul {
+        client: consul::Client,
+        pacing: Pacing,
+    },
+    Vault {
+        first: FirstRound,
+        interval: Duration,
+    },
+}
+
+/// Discovery as the event loop drives it: its timer starts queries on the
+/// poller thread, and the poller's wake-up hands the outcomes back.
+pub struct Discovery {
+    source: Source,
+    tracker: Tracker,
     /// Shutting down: no new queries.
     stopped: bool,
 }
 
 impl Discovery {
-    /// Start the poller thread, waking the loop through `waker`.
-    pub fn start(
-        client: consul::Client,
-        pacing: Pacing,
-        tracker: Tracker,
-        waker: Arc<mio::Waker>,
-    ) -> io::Result<Discovery> {
+    /// Start the source's thread, waking the loop through `waker`.
+    pub fn start(started: Started, tracker: Tracker, waker: Arc<mio::Waker>) -> io::Result<Self> {
+        let source = match started {
+            Started::Consul { mut client, pacing } => Source::Consul(ConsulWatch {
+                poller: Poller::spawn(
+                    "consul-poller",
+                    move |query, reply: &Reply<_>| reply.send(client.fetch(query)),
+                    waker,
+                )?,
+                pacing,
+                in_flight: false,
+                sent: Instant::now(),
+            }),
+            Started::Vault { first, interval } => {
+                Source::Vault(VaultWatch::start(first, interval, waker)?)
+            }
+        };
         Ok(Discovery {
-            poller: Poller::spawn(client, waker)?,
-            pacing,
+            source,
             tracker,
-            in_flight: false,
-            sent: Instant::now(),
             stopped: false,
         })
     }
@@ -56,22 +126,28 @@ impl Discovery {
 
     /// When the loop must call `on_timer` next, if ever.
     pub fn next_timer(&self) -> Option<Instant> {
-        let next_query = (!self.in_flight && !self.stopped).then_some(self.pacing.next());
+        let next_query = match &self.source {
+            _ if self.stopped => None,
+            Source::Consul(watch) => watch.next_due(),
+            Source::Vault(watch) => watch.next_due(),
+        };
         [next_query, self.tracker.expiry()]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Start a query when one is due; drop the node when the grace period
+    /// Start the queries that are due; drop the node when the grace period
     /// ran out. Returns true if what the tracker knows changed.
     pub fn on_timer(&mut self, now: Instant) -> io::Result<bool> {
-        if !self.in_flight && !self.stopped && now >= self.pacing.next() {
-            if !self.poller.request(self.pacing.query()) {
+        if !self.stopped {
+            let alive = match &mut self.source {
+                Source::Consul(watch) => watch.start_due(now),
+                Source::Vault(watch) => watch.start_due(now),
+            };
+            if !alive {
                 return Err(poller_gone());
             }
-            self.in_flight = true;
-            self.sent = now;
         }
         Ok(self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now))
     }
@@ -79,26 +155,11 @@ impl Discovery {
     /// The poller woke the loop: take every outcome waiting (wake-ups
     /// coalesce). Returns true if any came in.
     pub fn on_wake(&mut self, now: Instant) -> io::Result<bool> {
-        let mut took = false;
-        loop {
-            let outcome = match self.poller.try_outcome() {
-                Ok(Some(outcome)) => outcome,
-                Ok(None) => return Ok(took),
-                Err(()) => return Err(poller_gone()),
-            };
-            took = true;
-            self.in_flight = false;
-            match outcome.result {
-                Ok(answer) => {
-                    self.pacing.on_answer(answer.index, self.sent, now);
-                    self.tracker.on_answer(answer, SystemTime::now());
-                }
-                Err(e) => {
-                    self.pacing.on_error(now);
-                    self.tracker.on_error(&e, now);
-                }
-            }
-        }
+        let took = match &mut self.source {
+            Source::Consul(watch) => watch.take_outcomes(now, &mut self.tracker),
+            Source::Vault(watch) => watch.take_outcomes(now, &mut self.tracker),
+        };
+        took.map_err(|()| poller_gone())
     }
 
     /// Shutting down: ask nothing more.
@@ -107,7 +168,7 @@ impl Discovery {
     }
 }
 
-/// The poller thread cannot fail: every failure of a query is a `PollError`
+/// The poller thread cannot fail: every failure of a query is an outcome
 /// answered over the channel, and the thread ends only when the loop drops
 /// its handle. Only a panic (a bug) can end it sooner, and the release build
 /// aborts the process on a panic (`panic = "abort"`), for its supervisor to
@@ -115,5 +176,5 @@ impl Discovery {
 /// error instead: the same outcome, rather than a restart path that the
 /// release build could never run.
 fn poller_gone() -> io::Error {
-    io::Error::other("the Consul poller thread is gone (it panicked)")
+    io::Error::other("the discovery poller thread is gone (it panicked)")
 }
