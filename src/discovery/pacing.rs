@@ -17,6 +17,10 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// grace period never reaches clients as a 503.
 pub const LAST_TRY_LEAD: Duration = Duration::from_millis(100);
 
+/// When to send the next Consul query and with which blocking index:
+/// soon after a blocking answer, one interval apart without an index, with
+/// a growing back-off after errors and a last try just before the grace
+/// period ends. Pure: the caller passes the time.
 pub struct Pacing {
     interval: Duration,
     /// When the next query is due.

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// active node is dropped (`pacing` makes a last try just before).
 pub const GRACE_INTERVALS: u32 = 2;
 
+/// What the redirector believes about the active node: the node (or none),
+/// since when discovery has been failing, and what the health JSON shows
+/// about the last answer. Fed every answer and error; drops the node when
+/// the grace period runs out; logs the changes operators grep for.
 pub struct Tracker {
     grace: Duration,
     /// An ACL token is sent: an empty answer is then not explained by its

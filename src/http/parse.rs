@@ -48,6 +48,9 @@ pub enum Parsed<'a> {
     Invalid(Reject),
 }
 
+/// Parse the request head at the start of `buf`: complete (with how its
+/// body is framed and whether the connection closes after it), partial
+/// (more bytes needed, still within the limits), or invalid (400/431).
 pub fn parse_head(buf: &[u8]) -> Parsed<'_> {
     // Uninitialised: filling 100 empty headers per request was a quarter of
     // the loop's own instructions.

@@ -180,6 +180,7 @@ impl<S: Stream> Conn<S> {
 
     /// The interest to register anew, if it changed since the last time
     /// (WRITABLE is wanted only while output is pending).
+    #[inline]
     pub fn interest_change(&mut self) -> Option<Interest> {
         let want_writable = self.wants_writable();
         if want_writable == self.writable_interest {
@@ -251,21 +252,7 @@ impl<S: Stream> Conn<S> {
             self.phase = Phase::CloseAfterFlush;
         }
         if self.phase == Phase::CloseAfterFlush && self.out.is_empty() {
-            self.stream.send_close_notify();
-            if !self.stream.flush()? {
-                return Ok(Verdict::Keep);
-            }
-            // Nothing unread and nothing more coming: a plain close sends a
-            // FIN after the response, as the client expects.
-            if self.drained && (self.peer_closed || self.session.ended_cleanly()) {
-                return Ok(Verdict::Close);
-            }
-            // Otherwise shut down our side, then read until the client's EOF so that
-            // unread input does not turn the close into a reset.
-            self.stream.shutdown_write();
-            self.phase = Phase::Lingering;
-            self.deadline = now + LINGER;
-            return self.drain_linger(turn.buffers);
+            return self.close_after_last_answer(now, turn.buffers);
         }
         if progress {
             self.restart_clock(answered_before, now, turn.limits);
@@ -274,6 +261,30 @@ impl<S: Stream> Conn<S> {
             return Ok(Verdict::Again);
         }
         Ok(Verdict::Keep)
+    }
+
+    /// The last answer is out: close, at once if nothing is unread, else
+    /// after lingering.
+    fn close_after_last_answer(
+        &mut self,
+        now: Instant,
+        buffers: &mut SharedBuffers,
+    ) -> io::Result<Verdict> {
+        self.stream.send_close_notify();
+        if !self.stream.flush()? {
+            return Ok(Verdict::Keep);
+        }
+        // Nothing unread and nothing more coming: a plain close sends a FIN
+        // after the response, as the client expects.
+        if self.drained && (self.peer_closed || self.session.ended_cleanly()) {
+            return Ok(Verdict::Close);
+        }
+        // Otherwise shut down our side, then read until the client's EOF so
+        // that unread input does not turn the close into a reset.
+        self.stream.shutdown_write();
+        self.phase = Phase::Lingering;
+        self.deadline = now + LINGER;
+        self.drain_linger(buffers)
     }
 
     /// A request, head and body, must arrive within the head timeout of
@@ -311,22 +322,9 @@ impl<S: Stream> Conn<S> {
                 break;
             } else {
                 reads += 1;
-                match self.stream.read(&mut buffers.read) {
-                    Ok(0) => {
-                        self.peer_closed = true;
-                        self.drained = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        self.drained = self.stream.short_read_drains() && n < buffers.read.len();
-                        n
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.drained = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                match self.read_some(&mut buffers.read)? {
+                    Some(n) => n,
+                    None => break,
                 }
             };
             progress = true;
@@ -358,6 +356,31 @@ impl<S: Stream> Conn<S> {
             }
         }
         Ok(progress)
+    }
+
+    /// One read: `None` when nothing more can be had now (the end of the
+    /// stream, or it would block); notes whether the stream is drained.
+    #[inline]
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    self.drained = true;
+                    return Ok(None);
+                }
+                Ok(n) => {
+                    self.drained = self.stream.short_read_drains() && n < buf.len();
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Write `data` after anything already pending; keep what the socket
@@ -418,7 +441,9 @@ fn write_some(stream: &mut impl Stream, data: &[u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    //! A connection driven directly, over a real loopback socket.
+    //! A connection driven directly: its phases over an in-memory stream
+    //! (no sockets, no clock: `now` is passed in), and its share of a turn
+    //! over a real loopback socket.
 
     use super::*;
     use crate::discovery::tracker;
@@ -536,5 +561,255 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(reader.join().unwrap(), REQUESTS * lines_per_answer);
         assert!(visits > 1);
+    }
+
+    /// A client on the other end of an in-memory stream: what it sent and
+    /// we did not read yet, whether it closed its side, what we wrote, and
+    /// how much more the "socket" takes before it would block.
+    struct MemStream {
+        input: std::collections::VecDeque<u8>,
+        client_closed: bool,
+        output: Vec<u8>,
+        room: usize,
+        write_shut: bool,
+    }
+
+    impl MemStream {
+        fn sending(input: &str) -> MemStream {
+            MemStream {
+                input: input.bytes().collect(),
+                client_closed: false,
+                output: Vec::new(),
+                room: usize::MAX,
+                write_shut: false,
+            }
+        }
+
+        fn answers(&self) -> Vec<u16> {
+            let text = String::from_utf8_lossy(&self.output);
+            text.split("HTTP/1.1 ")
+                .skip(1)
+                .map(|r| r[..3].parse().unwrap())
+                .collect()
+        }
+    }
+
+    impl Stream for MemStream {
+        fn is_handshaking(&self) -> bool {
+            false
+        }
+        fn short_read_drains(&self) -> bool {
+            true
+        }
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return if self.client_closed {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let n = buf.len().min(self.input.len());
+            for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
+        }
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = data.len().min(self.room);
+            self.room -= n;
+            self.output.extend_from_slice(&data[..n]);
+            Ok(n)
+        }
+        fn has_pending_output(&self) -> bool {
+            false
+        }
+        fn flush(&mut self) -> io::Result<bool> {
+            Ok(true)
+        }
+        fn send_close_notify(&mut self) {}
+        fn shutdown_write(&mut self) {
+            self.write_shut = true;
+        }
+        fn set_nodelay(&mut self) {}
+        fn discard(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read(buf)
+        }
+    }
+
+    /// What the loop lends a connection for a turn, at a time of the test's.
+    struct Loop {
+        buffers: SharedBuffers,
+        responses: Responses,
+        limits: Limits,
+        handshakes_left: usize,
+        stopping: bool,
+    }
+
+    impl Loop {
+        fn new() -> Loop {
+            Loop {
+                buffers: SharedBuffers::new(),
+                responses: responses(),
+                limits: Limits::default(),
+                handshakes_left: usize::MAX,
+                stopping: false,
+            }
+        }
+
+        fn turn(&mut self, now: Instant) -> Turn<'_> {
+            Turn {
+                buffers: &mut self.buffers,
+                responses: &self.responses,
+                limits: &self.limits,
+                stopping: self.stopping,
+                now,
+                handshakes_left: &mut self.handshakes_left,
+            }
+        }
+    }
+
+    const READABLE: Readiness = Readiness {
+        readable: true,
+        read_closed: false,
+    };
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    fn conn(input: &str, at: Instant) -> Conn<MemStream> {
+        Conn::new(MemStream::sending(input), peer(), at, &Limits::default())
+    }
+
+    #[test]
+    fn keep_alive_answers_and_waits_idle() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        let mut c = conn(
+            "GET /v1/a?b=1 HTTP/1.1\r\n\r\nLIST /v1/k HTTP/1.1\r\n\r\n",
+            t0,
+        );
+        assert_eq!(c.start(&mut lp.turn(t0)), Verdict::Keep);
+        assert_eq!(c.stream.answers(), [307, 307]);
+        let out = String::from_utf8_lossy(&c.stream.output).into_owned();
+        assert!(
+            out.contains("Location: http://vault-a:8200/v1/a?b=1\r\n"),
+            "{out}"
+        );
+        assert_eq!(c.deadline(), t0 + lp.limits.idle_timeout);
+        assert!(c.is_idle());
+        assert_eq!(c.interest(), Interest::READABLE);
+    }
+
+    #[test]
+    fn connection_close_is_answered_then_closed_with_a_plain_close() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        let mut c = conn("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", t0);
+        assert_eq!(c.start(&mut lp.turn(t0)), Verdict::Close);
+        assert_eq!(c.stream.answers(), [307]);
+        assert!(!c.stream.write_shut, "nothing unread: no linger needed");
+    }
+
+    #[test]
+    fn unread_input_after_a_rejection_lingers_until_the_client_closes() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        let mut c = conn("GET http://evil/x HTTP/1.1\r\n\r\nmore bytes", t0);
+        assert_eq!(c.start(&mut lp.turn(t0)), Verdict::Keep);
+        assert_eq!(c.stream.answers(), [400]);
+        assert!(c.stream.write_shut, "our side is shut down first");
+        assert_eq!(c.phase, Phase::Lingering);
+        assert_eq!(c.deadline(), t0 + LINGER);
+        c.stream.input.extend(b"still more");
+        c.stream.client_closed = true;
+        let ready = Readiness {
+            readable: true,
+            read_closed: true,
+        };
+        assert_eq!(c.ready(ready, &mut lp.turn(t0)), Verdict::Close);
+    }
+
+    #[test]
+    fn a_slow_reader_holds_requests_back_then_gets_them_all() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        let request = "GET /vault-redirector-health HTTP/1.1\r\n\r\n";
+        let mut c = conn(&request.repeat(200), t0);
+        c.stream.room = 1000;
+        assert_eq!(c.start(&mut lp.turn(t0)), Verdict::Keep);
+        assert!(c.out.len() <= OUT_HIGH_WATER + 1024, "{}", c.out.len());
+        assert!(c.session.holds_back_requests());
+        // Registered wanting WRITABLE, since output is stuck.
+        assert_eq!(c.interest(), Interest::READABLE | Interest::WRITABLE);
+        let mut turns = 0;
+        while c.stream.answers().len() < 200 {
+            c.stream.room = 64 * 1024;
+            assert_eq!(c.ready(READABLE, &mut lp.turn(t0)), Verdict::Keep);
+            turns += 1;
+            assert!(turns < 100, "never caught up");
+        }
+        assert!(c.is_idle());
+        assert_eq!(c.interest_change(), Some(Interest::READABLE));
+    }
+
+    #[test]
+    fn a_client_that_half_closes_after_pipelining_gets_every_answer() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        let mut c = conn(&"GET /x HTTP/1.1\r\n\r\n".repeat(2000), t0);
+        c.stream.client_closed = true;
+        c.stream.room = 4096;
+        let mut verdict = c.start(&mut lp.turn(t0));
+        let ready = Readiness {
+            readable: true,
+            read_closed: true,
+        };
+        for _ in 0..10_000 {
+            if verdict == Verdict::Close {
+                break;
+            }
+            c.stream.room = 4096;
+            verdict = c.ready(ready, &mut lp.turn(t0));
+        }
+        assert_eq!(verdict, Verdict::Close);
+        assert_eq!(c.stream.answers().len(), 2000);
+    }
+
+    #[test]
+    fn each_request_gets_its_own_head_deadline_and_bodies_have_one_too() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        let head_timeout = lp.limits.head_timeout;
+        let later = |ms| t0 + Duration::from_millis(ms);
+        let mut c = conn("GE", t0);
+        assert_eq!(c.start(&mut lp.turn(t0)), Verdict::Keep);
+        assert_eq!(c.deadline(), t0 + head_timeout);
+        // More bytes of the same head do not push its deadline back...
+        c.stream.input.extend(b"T /a HTTP");
+        c.ready(READABLE, &mut lp.turn(later(100)));
+        assert_eq!(c.deadline(), t0 + head_timeout);
+        // ...a new request does, even when the read ends inside it.
+        c.stream.input.extend(b"/1.1\r\n\r\nGE");
+        c.ready(READABLE, &mut lp.turn(later(200)));
+        assert_eq!(c.stream.answers(), [307]);
+        assert_eq!(c.deadline(), later(200) + head_timeout);
+        // A body trickled a byte at a time keeps the deadline of its head.
+        c.stream
+            .input
+            .extend(b"T /b HTTP/1.1\r\nContent-Length: 5\r\n\r\na");
+        c.ready(READABLE, &mut lp.turn(later(300)));
+        assert_eq!(c.deadline(), later(300) + head_timeout);
+        c.stream.input.extend(b"b");
+        c.ready(READABLE, &mut lp.turn(later(400)));
+        assert_eq!(c.deadline(), later(300) + head_timeout);
+    }
+
+    #[test]
+    fn when_stopping_every_answer_closes() {
+        let (mut lp, t0) = (Loop::new(), Instant::now());
+        lp.stopping = true;
+        let mut c = conn("GET /a HTTP/1.1\r\n\r\n", t0);
+        assert_eq!(c.start(&mut lp.turn(t0)), Verdict::Close);
+        let out = String::from_utf8_lossy(&c.stream.output).into_owned();
+        assert!(out.contains("Connection: close\r\n"), "{out}");
     }
 }

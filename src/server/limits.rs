@@ -16,6 +16,7 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// A graceful shutdown waits at most this long for responses in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The limits in force for client connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_connections: usize,

@@ -255,6 +255,7 @@ impl Reactor {
 
     /// A connection stays: note its deadline, and whether it wants another
     /// turn.
+    #[inline]
     fn kept(&mut self, key: usize, verdict: Verdict, deadline: Instant) {
         if verdict == Verdict::Again {
             self.revisits.again.push(key);
@@ -281,6 +282,7 @@ impl Reactor {
 
     /// What serving a connection needs from the loop this turn, beside the
     /// connections and the registry to (re)register their sockets with.
+    #[inline]
     fn split(&mut self, now: Instant) -> (&Registry, &mut Slab<Conn>, Turn<'_>) {
         let turn = Turn {
             buffers: &mut self.buffers,

@@ -185,6 +185,7 @@ impl Responses {
         log::info!("RESPOND 400 for {method} request for {target} from {peer}");
     }
 
+    #[inline]
     fn redirect(&self, redirect: &Redirect, asked: &Asked<'_, '_>, out: &mut Vec<u8>, close: bool) {
         redirect.write(out, asked.head.version, asked.head.target, close);
         if log::log_enabled!(log::Level::Info) {

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 
+/// A connection's socket, plain or wrapped in a rustls server connection.
 pub struct Transport {
     sock: TcpStream,
     tls: Option<Box<ServerConnection>>,
