@@ -101,12 +101,11 @@ pub fn tls_config(files: &TlsFiles<'_>) -> Result<TlsConfig, String> {
 fn read_pem_dir(dir: &Path) -> Result<Vec<Certificate<'static>>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
-    paths.sort();
-    let certs: Vec<Certificate<'static>> = paths
-        .iter()
+    // Any order: every certificate found is a root.
+    let certs: Vec<Certificate<'static>> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| p.is_file())
-        .filter_map(|p| read_pem_certs(p).ok())
+        .filter_map(|p| read_pem_certs(&p).ok())
         .flatten()
         .collect();
     if certs.is_empty() {
