@@ -4,7 +4,8 @@
 //!
 //! The two halves of the daemon: `discovery` finds the active node on a
 //! thread of its own; `server` answers clients on the event loop; the
-//! discovery thread hands each answer to the loop (`discovery::poller`).
+//! discovery thread hands each answer to the loop (`discovery::poller`);
+//! `service` speaks to the service manager (systemd) when there is one.
 
 mod cli;
 mod discovery;
@@ -12,6 +13,7 @@ mod http;
 mod logging;
 mod pem;
 mod server;
+mod service;
 mod startup;
 
 /// Captured Consul answers, shared with the black-box tests.

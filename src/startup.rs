@@ -12,10 +12,13 @@ use crate::discovery::vault::settings::VaultSettings;
 use crate::discovery::vault::watch::{FirstRound, FirstRoundError};
 use crate::discovery::{Discovery, Started};
 use crate::logging;
+use crate::server::accept;
 use crate::server::limits::{self, Limits};
 use crate::server::reactor::Reactor;
 use crate::server::responses::Responses;
 use crate::server::tls::{TlsError, TlsSource};
+use crate::service::Service;
+use crate::service::activation::{self, ActivationError};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -42,6 +45,8 @@ pub enum StartError {
         addr: SocketAddr,
         error: io::Error,
     },
+    /// The service manager passed sockets we cannot serve.
+    Activation(ActivationError),
     EventLoopSetUp(io::Error),
     EventLoopFailed(io::Error),
 }
@@ -64,6 +69,7 @@ impl fmt::Display for StartError {
                  /v1/sys/health). Exiting.",
             ),
             StartError::Listen { addr, error } => write!(f, "Could not listen on {addr}: {error}"),
+            StartError::Activation(e) => write!(f, "Socket activation: {e}"),
             StartError::EventLoopSetUp(e) => write!(f, "Could not start the event loop: {e}"),
             StartError::EventLoopFailed(e) => write!(f, "Event loop failed: {e}"),
         }
@@ -113,14 +119,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         Some(vault) => first_vault_answer(vault, config)?,
         None => first_answer(config)?,
     };
-    let listener = TcpListener::bind(config.listen).map_err(|error| StartError::Listen {
-        addr: config.listen,
-        error,
-    })?;
-    let bound = listener.local_addr().map_err(|error| StartError::Listen {
-        addr: config.listen,
-        error,
-    })?;
+    let (listeners, bound) = listen(config)?;
     let mut responses = Responses::new(
         config.scheme(),
         config.consul_host_port.as_deref(),
@@ -130,11 +129,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // Signals are registered with the loop before the listening line, so
     // that whoever reads it can signal us at once.
     let mut reactor = Reactor::new(
-        listener,
+        listeners,
         responses,
         |waker| Discovery::start(started, tracker, waker),
         connection_limits(config.limits),
+        config.drain,
         tls,
+        Service::from_env(),
     )
     .map_err(StartError::EventLoopSetUp)?;
     announce(config, bound);
@@ -142,6 +143,34 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         logging::set_enabled(false);
     }
     reactor.run().map_err(StartError::EventLoopFailed)
+}
+
+/// The sockets the service manager passed (`LISTEN_FDS`), or one we bind
+/// as the options say; and the address to announce (the first one's).
+fn listen(config: &Config) -> Result<(Vec<TcpListener>, SocketAddr), StartError> {
+    let bind_error = |error| StartError::Listen {
+        addr: config.listen,
+        error,
+    };
+    let listeners = match activation::inherited_listeners().map_err(StartError::Activation)? {
+        Some(passed) => {
+            let addrs: Vec<String> = passed
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| a.to_string())
+                .collect();
+            log::warn!(
+                "Socket activation: serving the {} listening socket(s) passed by the service \
+                 manager ({}) instead of binding; --bind and -P are not used",
+                passed.len(),
+                addrs.join(", ")
+            );
+            passed
+        }
+        None => vec![accept::bind_listener(config.listen, config.reuse_port).map_err(bind_error)?],
+    };
+    let bound = listeners[0].local_addr().map_err(bind_error)?;
+    Ok((listeners, bound))
 }
 
 /// Ask every Vault node once, before listening: none answering is exit 1,

@@ -151,6 +151,28 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_defaults_file_lists_every_option_and_variable() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/cross/package/vault-redirector.default"
+        );
+        let text = std::fs::read_to_string(path).expect(path);
+        // Set (`NAME=`) or explained in a comment.
+        let listed = |name: &str| {
+            text.lines()
+                .any(|l| l.split(['#', ' ', ',', '=']).any(|w| w == name))
+        };
+        for opt in OPTIONS {
+            for key in opt.short.iter().chain([&opt.long]) {
+                assert!(listed(key), "{path} lacks {key}");
+            }
+        }
+        for (name, _) in ENVIRONMENT {
+            assert!(listed(name), "{path} lacks {name}");
+        }
+    }
+
+    #[test]
     fn laid_out_as_argparse_does() {
         let text = help();
         assert!(

@@ -29,6 +29,8 @@ pub const EXIT_NO_ACTIVE: u8 = 3;
 const DEFAULT_POLL_INTERVAL: f64 = 5.0;
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_SERVICE: &str = "vault";
+/// The longest `--drain` accepted: a day, like the other durations.
+const MAX_DRAIN_SECS: f64 = 86_400.0;
 
 /// Everything the daemon needs to know from its command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +56,11 @@ pub struct Config {
     pub limits: Limits,
     /// TLS session resumption (tickets, session cache); `--no-tls-resumption`.
     pub tls_resumption: bool,
+    /// `--drain`: how long a terminating daemon keeps serving while its
+    /// health check says 503 (zero: shut down at once).
+    pub drain: Duration,
+    /// `--reuse-port`: SO_REUSEPORT on the listener.
+    pub reuse_port: bool,
 }
 
 impl Config {
@@ -219,6 +226,15 @@ fn parse_count(text: &str) -> Option<usize> {
     text.trim().parse().ok().filter(|n| *n > 0)
 }
 
+/// Zero or more seconds, at most a day.
+fn parse_drain(text: &str) -> Option<Duration> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= MAX_DRAIN_SECS)
+        .map(Duration::from_secs_f64)
+}
+
 fn parse_seconds(text: &str) -> Option<Duration> {
     parse_interval(text).map(Duration::from_secs_f64)
 }
@@ -296,6 +312,7 @@ impl Config {
         let key_path = raw.value(options::KEY_PATH, parse_path)?;
         let bind = raw.value(options::BIND, parse_bind)?;
         let limits = limits(raw)?;
+        let drain = raw.value(options::DRAIN, parse_drain)?;
         let vault = vault_settings(raw, env)?;
         let (consul_host_port, agents) = match &vault {
             Some(_) => (None, Vec::new()),
@@ -330,6 +347,8 @@ impl Config {
             vault,
             limits,
             tls_resumption: !raw.flag(options::NO_TLS_RESUMPTION),
+            drain: drain.unwrap_or(Duration::ZERO),
+            reuse_port: raw.flag(options::REUSE_PORT),
         })
     }
 }
@@ -652,6 +671,18 @@ mod tests {
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(2));
         assert_eq!(failure(&["--max-connections", "0", "c:1"]).1, EXIT_USAGE);
         assert_eq!(failure(&["--idle-timeout", "-1", "c:1"]).1, EXIT_USAGE);
+    }
+
+    #[test]
+    fn drain_and_reuse_port() {
+        let c = config(&["c:1"]);
+        assert_eq!((c.drain, c.reuse_port), (Duration::ZERO, false));
+        let c = config(&["--drain", "2.5", "--reuse-port", "c:1"]);
+        assert_eq!((c.drain, c.reuse_port), (Duration::from_millis(2500), true));
+        assert_eq!(config(&["--drain=0", "c:1"]).drain, Duration::ZERO);
+        for bad in ["-1", "x", "inf", "86401"] {
+            assert_eq!(failure(&["--drain", bad, "c:1"]).1, EXIT_USAGE, "{bad}");
+        }
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub const MAX_CONNECTIONS: &str = "--max-connections";
 pub const HEAD_TIMEOUT: &str = "--head-timeout";
 pub const IDLE_TIMEOUT: &str = "--idle-timeout";
 pub const NO_TLS_RESUMPTION: &str = "--no-tls-resumption";
+pub const DRAIN: &str = "--drain";
+pub const REUSE_PORT: &str = "--reuse-port";
 pub const SERVICE: &str = "--service";
 pub const DC: &str = "--dc";
 pub const STALE: &str = "--stale";
@@ -170,6 +172,20 @@ pub const OPTIONS: &[Opt] = &[
         "seconds",
         "Close a keep-alive connection idle for SECS (default 60)",
     ),
+    value(
+        None,
+        DRAIN,
+        "SECS",
+        "seconds",
+        "On SIGTERM/SIGINT, keep accepting and redirecting for SECS while the health check \
+         answers 503 (draining), then shut down (default 0: shut down at once)",
+    ),
+    flag(
+        None,
+        REUSE_PORT,
+        "Listen with SO_REUSEPORT: several processes may share the port (one per core, or a \
+         new one started before the old one drains)",
+    ),
     flag(
         None,
         NO_TLS_RESUMPTION,
@@ -253,6 +269,8 @@ pub const VAULT_CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
 pub const VAULT_CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
 pub const VAULT_TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
 pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
+use crate::service::activation::{LISTEN_FDS, LISTEN_PID};
+use crate::service::notify::{NOTIFY_SOCKET, WATCHDOG_PID, WATCHDOG_USEC};
 
 /// Every environment variable read, with its help line. Options win over
 /// variables.
@@ -310,6 +328,26 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         VAULT_SKIP_VERIFY,
         "With --vault-nodes: true: do not verify the nodes' certificates",
     ),
+    (
+        NOTIFY_SOCKET,
+        "Set by systemd (Type=notify): where to send READY, STATUS, RELOADING, STOPPING and \
+         WATCHDOG notifications",
+    ),
+    (
+        WATCHDOG_USEC,
+        "Set by systemd (WatchdogSec=): send WATCHDOG=1 every half of it while the event loop \
+         and discovery work",
+    ),
+    (
+        WATCHDOG_PID,
+        "Set by systemd: the process WATCHDOG_USEC is for",
+    ),
+    (
+        LISTEN_FDS,
+        "Set by systemd (socket activation): serve that many passed listening sockets instead \
+         of binding",
+    ),
+    (LISTEN_PID, "Set by systemd: the process LISTEN_FDS is for"),
 ];
 
 impl Opt {

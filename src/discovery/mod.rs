@@ -14,7 +14,7 @@ pub mod target;
 pub mod tracker;
 pub mod vault;
 
-use consul::{Answer, PollError, Query};
+use consul::{Answer, FetchBudget, PollError, Query};
 use pacing::Pacing;
 use poller::{Poller, Reply};
 use std::io;
@@ -31,7 +31,14 @@ struct ConsulWatch {
     in_flight: bool,
     /// When the query in flight was sent.
     sent: Instant,
+    /// The longest a query can take before the thread counts as stuck.
+    budget: FetchBudget,
+    /// When the query in flight must have been answered by, at the latest.
+    answer_by: Option<Instant>,
 }
+
+/// Beyond a query's own timeouts: scheduling and parsing on a loaded machine.
+pub const STUCK_SLACK: Duration = Duration::from_secs(5);
 
 impl ConsulWatch {
     fn next_due(&self) -> Option<Instant> {
@@ -42,9 +49,11 @@ impl ConsulWatch {
         if self.in_flight || now < self.pacing.next() {
             return true;
         }
+        let query = self.pacing.query();
         self.in_flight = true;
         self.sent = now;
-        self.poller.request(self.pacing.query())
+        self.answer_by = Some(now + self.budget.of(query) + STUCK_SLACK);
+        self.poller.request(query)
     }
 
     fn take_outcomes(&mut self, now: Instant, tracker: &mut Tracker) -> Result<bool, ()> {
@@ -52,6 +61,7 @@ impl ConsulWatch {
         while let Some(result) = self.poller.try_outcome()? {
             took = true;
             self.in_flight = false;
+            self.answer_by = None;
             match result {
                 Ok(answer) => {
                     self.pacing.on_answer(answer.index, self.sent, now);
@@ -99,6 +109,8 @@ impl Discovery {
     pub fn start(started: Started, tracker: Tracker, waker: Arc<mio::Waker>) -> io::Result<Self> {
         let source = match started {
             Started::Consul { mut client, pacing } => Source::Consul(ConsulWatch {
+                budget: client.budget(),
+                answer_by: None,
                 poller: Poller::spawn(
                     "consul-poller",
                     move |query, reply: &Reply<_>| reply.send(client.fetch(query)),
@@ -162,6 +174,17 @@ impl Discovery {
         took.map_err(|()| poller_gone())
     }
 
+    /// The discovery threads are doing their work: idle, or on queries that
+    /// have not outlasted every timeout they run under. A thread stuck past
+    /// that (a bug, a deadlock) stops the watchdog, so that the service
+    /// manager restarts a daemon that would redirect to a stale node.
+    pub fn is_responsive(&self, now: Instant) -> bool {
+        match &self.source {
+            Source::Consul(watch) => watch.answer_by.is_none_or(|by| now < by),
+            Source::Vault(watch) => watch.is_responsive(now),
+        }
+    }
+
     /// Shutting down: ask nothing more.
     pub fn stop(&mut self) {
         self.stopped = true;
@@ -177,4 +200,40 @@ impl Discovery {
 /// release build could never run.
 fn poller_gone() -> io::Error {
     io::Error::other("the discovery poller thread is gone (it panicked)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consul::settings::{ConsulSettings, parse_agents};
+
+    /// Discovery asking an agent that accepts and never answers.
+    fn asking_a_silent_agent(poll_interval: Duration) -> (Discovery, std::net::TcpListener) {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let agents = parse_agents(&silent.local_addr().unwrap().to_string(), false).unwrap();
+        let client =
+            consul::Client::new(&ConsulSettings::for_agents(agents), false, poll_interval).unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let now = Instant::now();
+        let pacing = Pacing::new(poll_interval, None, now, now);
+        let started = Started::Consul { client, pacing };
+        let discovery = Discovery::start(started, tracker::knowing("a:8200"), waker).unwrap();
+        (discovery, silent)
+    }
+
+    #[test]
+    fn a_query_outlasting_every_timeout_means_a_stuck_thread() {
+        let interval = Duration::from_secs(5);
+        let (mut discovery, _silent) = asking_a_silent_agent(interval);
+        // The clock is ours to set: the query is due at `start`.
+        let start = discovery.next_timer().unwrap();
+        assert!(discovery.is_responsive(start), "idle");
+        discovery.on_timer(start).unwrap();
+        assert!(discovery.next_timer().is_none(), "a query is in flight");
+        // The agent's timeout (the poll interval here) has not run out.
+        assert!(discovery.is_responsive(start + interval));
+        // Long past every timeout the query runs under: stuck.
+        assert!(!discovery.is_responsive(start + interval + STUCK_SLACK + interval));
+    }
 }

@@ -165,7 +165,14 @@ impl<S: Stream> Conn<S> {
         self.deadline
     }
 
-    /// Between requests with nothing to send: safe to close at shutdown.
+    /// Between requests, after at least one, with nothing to send: safe to
+    /// close at shutdown. A connection that has sent nothing yet may be a
+    /// request on its way: it gets its answer (or its head timeout).
+    pub fn between_requests(&self) -> bool {
+        self.session.answered() > 0 && self.is_idle()
+    }
+
+    /// Between requests with nothing to send.
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Open
             && self.session.is_idle()

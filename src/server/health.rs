@@ -16,9 +16,11 @@ pub struct HealthView<'a> {
     pub last_consul_error: Option<&'a str>,
     /// the agent that answered last;
     pub consul_agent: Option<&'a str>,
-    /// something odd about Consul's answers (e.g. no ACL token and no node).
+    /// something odd about Consul's answers (e.g. no ACL token and no node);
     pub consul_warning: Option<&'a str>,
-    /// Without Consul: every listed node's state (the key is left out with
+    /// a termination signal came and `--drain` is running out;
+    pub draining: bool,
+    /// without Consul: every listed node's state (the key is left out with
     /// Consul);
     pub vault_nodes: Option<&'a [NodeReport]>,
     /// and why the last round found no node answering.
@@ -46,7 +48,7 @@ pub fn render(view: &HealthView<'_>) -> String {
     };
     format!(
         "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": {}, \"version\": {}, \
-         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}{vault}}}",
+         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}, \"draining\": {}{vault}}}",
         json_string(SOURCE_URL),
         json_string(VERSION),
         json_opt(view.consul_host_port),
@@ -55,6 +57,7 @@ pub fn render(view: &HealthView<'_>) -> String {
         json_opt(view.last_consul_error),
         json_opt(view.consul_agent),
         json_opt(view.consul_warning),
+        view.draining,
     )
 }
 
@@ -108,6 +111,7 @@ mod tests {
             last_consul_error: None,
             consul_agent: Some("127.0.0.1:8500"),
             consul_warning: None,
+            draining: false,
             vault_nodes: None,
             last_vault_error: None,
         });
@@ -117,7 +121,7 @@ mod tests {
                 "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": \"{SOURCE_URL}\", \
                  \"version\": \"{VERSION}\", \"consul_host_port\": \"127.0.0.1:8500\", \"active_vault\": \
                  \"vault-b:8200\", \"last_consul_poll\": \"2026-11-24T21:19:40.123456\", \"last_consul_error\": null, \
-                 \"consul_agent\": \"127.0.0.1:8500\", \"consul_warning\": null}}"
+                 \"consul_agent\": \"127.0.0.1:8500\", \"consul_warning\": null, \"draining\": false}}"
             )
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -133,6 +137,7 @@ mod tests {
             last_consul_error: Some("refused \"x\""),
             consul_agent: None,
             consul_warning: None,
+            draining: true,
             vault_nodes: None,
             last_vault_error: None,
         });
@@ -141,6 +146,7 @@ mod tests {
         assert_eq!(parsed["last_consul_poll"], serde_json::Value::Null);
         assert_eq!(parsed["consul_host_port"], "we\"ird:1");
         assert_eq!(parsed["last_consul_error"], "refused \"x\"");
+        assert_eq!(parsed["draining"], true);
     }
 
     #[test]
@@ -168,6 +174,7 @@ mod tests {
             last_consul_error: None,
             consul_agent: None,
             consul_warning: None,
+            draining: false,
             vault_nodes: Some(&nodes),
             last_vault_error: None,
         });

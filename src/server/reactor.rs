@@ -12,6 +12,8 @@ use crate::server::limits::{Limits, SHUTDOWN_GRACE};
 use crate::server::responses::Responses;
 use crate::server::tls::TlsSource;
 use crate::server::transport::Transport;
+use crate::service::Service;
+use crate::service::activation::MAX_LISTENERS;
 use log::Level;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -23,13 +25,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
-/// Connection tokens start here, past the fixed ones, with room for more
-/// fixed sources (a notify socket, a second listener) without renumbering.
+/// Listener tokens: this plus the listener's index (several when the
+/// service manager passes several sockets).
+const FIRST_LISTENER: usize = 8;
+/// Connection tokens start here, past the fixed ones and the listeners'.
 /// A connection's token is its slab key plus this.
 const FIRST_CONN: usize = 16;
+const _: () = assert!(FIRST_LISTENER + MAX_LISTENERS <= FIRST_CONN);
 
 /// Connections accepted per loop turn, so a connect flood cannot starve
 /// clients already connected.
@@ -52,12 +56,19 @@ pub struct Reactor {
     limits: Limits,
     responses: Responses,
     discovery: Discovery,
+    /// Notifications to the service manager, and its watchdog.
+    service: Service,
     signals: Signals,
     /// The certificate in service, when the listener speaks TLS.
     tls: Option<TlsSource>,
     /// When the earliest connection deadline may have passed.
     next_sweep: Option<Instant>,
-    /// Set by the first SIGTERM/SIGINT: the loop ends by then at the latest.
+    /// `--drain`: how long a termination signal leaves us serving first.
+    drain: Duration,
+    /// Set by the first SIGTERM/SIGINT with `--drain`: serve (health says
+    /// 503, every answer closes its connection) until then, then shut down.
+    draining_until: Option<Instant>,
+    /// Set when shutdown begins: the loop ends by then at the latest.
     shutdown_by: Option<Instant>,
     revisits: Revisits,
 }
@@ -72,17 +83,19 @@ struct Revisits {
 }
 
 impl Reactor {
-    /// Take the bound listener and the first discovery answer, register
+    /// Take the bound listeners and the first discovery answer, register
     /// everything with a new poll, and start discovery's thread.
     pub fn new(
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         responses: Responses,
         discovery: impl FnOnce(Arc<Waker>) -> io::Result<Discovery>,
         limits: Limits,
+        drain: Duration,
         tls: Option<TlsSource>,
+        service: Service,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let acceptor = Acceptor::new(listener, poll.registry(), LISTENER)?;
+        let acceptor = Acceptor::new(listeners, poll.registry(), FIRST_LISTENER)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
         poll.registry()
@@ -95,9 +108,12 @@ impl Reactor {
             limits,
             responses,
             discovery: discovery(waker)?,
+            service,
             signals,
             tls,
             next_sweep: None,
+            drain,
+            draining_until: None,
             shutdown_by: None,
             revisits: Revisits {
                 again: Vec::new(),
@@ -110,6 +126,7 @@ impl Reactor {
     /// Run until a signal ends it.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        self.service.ready(self.discovery.tracker(), Instant::now());
         loop {
             let timeout = self.timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -123,16 +140,18 @@ impl Reactor {
             self.revisit(now);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.acceptor.set_ready(),
                     WAKER => {
                         if self.discovery.on_wake(now)? {
-                            self.responses.update(self.discovery.tracker());
+                            self.discovery_changed();
                         }
                     }
                     SIGNALS => {
                         if self.handle_signals(now) {
                             return Ok(());
                         }
+                    }
+                    Token(t) if t < FIRST_CONN => {
+                        self.acceptor.set_ready(t.wrapping_sub(FIRST_LISTENER))
                     }
                     Token(t) => {
                         let ready = Readiness {
@@ -164,8 +183,10 @@ impl Reactor {
             self.discovery.next_timer(),
             self.next_sweep,
             self.acceptor.paused_until(),
+            self.draining_until,
             self.shutdown_by,
             self.tls.as_ref().map(TlsSource::next_check),
+            self.service.next_timer(),
         ];
         candidates
             .into_iter()
@@ -245,7 +266,7 @@ impl Reactor {
                 verdict = Verdict::Close;
             }
         }
-        if verdict == Verdict::Close || (stopping && conn.is_idle()) {
+        if verdict == Verdict::Close || (stopping && conn.between_requests()) {
             conns.remove(key);
             return;
         }
@@ -288,7 +309,7 @@ impl Reactor {
             buffers: &mut self.buffers,
             responses: &self.responses,
             limits: &self.limits,
-            stopping: self.shutdown_by.is_some(),
+            stopping: self.draining_until.is_some() || self.shutdown_by.is_some(),
             now,
             handshakes_left: &mut self.revisits.handshakes_left,
         };
@@ -296,9 +317,15 @@ impl Reactor {
     }
 
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
-        if self.discovery.on_timer(now)? {
-            self.responses.update(self.discovery.tracker());
+        if self.draining_until.is_some_and(|until| now >= until) {
+            self.draining_until = None;
+            self.begin_shutdown(now);
         }
+        if self.discovery.on_timer(now)? {
+            self.discovery_changed();
+        }
+        self.service
+            .on_timer(now, self.discovery.is_responsive(now));
         if self.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
         }
@@ -353,32 +380,85 @@ impl Reactor {
                     );
                     logging::set_enabled(false);
                 }
-                SIGHUP => match &mut self.tls {
-                    Some(tls) => tls.reload_logged("SIGHUP"),
-                    None => log::info!("Reload requested by SIGHUP: no TLS certificate to reload"),
-                },
-                _ if self.shutdown_by.is_some() => {
+                SIGHUP => self.reload(),
+                _ if self.shutdown_by.is_some() || self.draining_until.is_some() => {
                     log::warn!("Second termination signal: exiting now");
                     return true;
                 }
+                _ if !self.drain.is_zero() => self.begin_draining(now),
                 _ => self.begin_shutdown(now),
             }
         }
         false
     }
 
-    /// Stop accepting and asking discovery, close idle connections, let
-    /// responses in flight finish (each closing its connection), for at most
-    /// `SHUTDOWN_GRACE`.
+    /// What discovery knows changed: answer and report accordingly.
+    fn discovery_changed(&mut self) {
+        self.responses.update(self.discovery.tracker());
+        self.service.update(self.discovery.tracker());
+    }
+
+    /// SIGHUP: re-read the TLS files, bracketed for the service manager.
+    fn reload(&mut self) {
+        self.service.reloading();
+        match &mut self.tls {
+            Some(tls) => tls.reload_logged("SIGHUP"),
+            None => log::info!("Reload requested by SIGHUP: no TLS certificate to reload"),
+        }
+        self.service.reloaded();
+    }
+
+    /// `--drain`: the health check answers 503 from now on, so that load
+    /// balancers send new clients elsewhere; meanwhile whoever still comes
+    /// is accepted and redirected, and every answer closes its connection
+    /// so that keep-alive clients reconnect (elsewhere) without an error.
+    /// Shutdown follows when the drain time is up.
+    fn begin_draining(&mut self, now: Instant) {
+        log::warn!(
+            "Draining for {} s: health check answers 503, requests are still redirected",
+            self.drain.as_secs_f64()
+        );
+        self.service.stopping();
+        self.draining_until = Some(now + self.drain);
+        self.responses.start_draining(self.discovery.tracker());
+        self.acceptor.stop_deferring();
+    }
+
+    /// Take what is waiting in the backlog, then stop accepting and asking
+    /// discovery, close idle connections, let responses in flight finish
+    /// (each closing its connection), for at most `SHUTDOWN_GRACE`.
     fn begin_shutdown(&mut self, now: Instant) {
+        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
+        let waiting = self.take_backlog(now);
+        self.acceptor.close(self.poll.registry());
+        for (sock, peer) in waiting {
+            self.open(sock, peer, now);
+        }
         log::warn!(
             "Shutting down: finishing {} open connection(s) within {} s",
             self.conns.len(),
             SHUTDOWN_GRACE.as_secs()
         );
-        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
+        self.service.stopping();
         self.discovery.stop();
-        self.acceptor.close(self.poll.registry());
-        self.conns.retain(|_, conn| !conn.is_idle());
+        self.conns.retain(|_, conn| !conn.between_requests());
+    }
+
+    /// Accept until the backlog is empty (up to the connection cap), to be
+    /// served once the listener is closed: closing it resets whatever waits
+    /// there. Nothing is done in between, to keep the window small in which
+    /// the kernel may still queue a connection to a closing `--reuse-port`
+    /// listener (`net.ipv4.tcp_migrate_req=1` hands those to a sibling).
+    fn take_backlog(&mut self, now: Instant) -> Vec<(TcpStream, SocketAddr)> {
+        // The poll may not have reported what queued since the last look.
+        self.acceptor.assume_ready();
+        let mut waiting = Vec::new();
+        while self.conns.len() + waiting.len() < self.limits.max_connections {
+            match self.acceptor.next(now) {
+                Some(accepted) => waiting.push(accepted),
+                None => break,
+            }
+        }
+        waiting
     }
 }

@@ -40,6 +40,9 @@ pub struct Responses {
     health_keep_alive: Vec<u8>,
     /// Seconds a client should wait before retrying a 503 (the poll interval).
     retry_after: String,
+    /// A termination signal came with `--drain`: the health check says 503
+    /// so that load balancers stop sending us clients.
+    draining: bool,
     /// Paces the warning about 503s (a `Cell`: answering takes `&self`).
     no_active_warnings: Cell<RepeatLimiter>,
 }
@@ -53,6 +56,7 @@ impl Responses {
             health_body: Vec::new(),
             health_keep_alive: Vec::new(),
             retry_after: (poll_secs.ceil().max(1.0) as u64).to_string(),
+            draining: false,
             no_active_warnings: Cell::new(RepeatLimiter::new(NO_ACTIVE_WARNING_INTERVAL)),
         }
     }
@@ -77,6 +81,7 @@ impl Responses {
             last_consul_error: tracker.last_error().filter(|_| consul),
             consul_agent: tracker.agent().filter(|_| consul),
             consul_warning: tracker.warning().filter(|_| consul),
+            draining: self.draining,
             vault_nodes: tracker.vault_nodes(),
             last_vault_error: tracker.last_error().filter(|_| !consul),
         })
@@ -92,9 +97,25 @@ impl Responses {
         self.health_keep_alive = keep_alive;
     }
 
+    /// From now on the health check answers 503 (redirects go on).
+    pub fn start_draining(&mut self, tracker: &Tracker) {
+        self.draining = true;
+        self.update(tracker);
+    }
+
+    fn health_code(&self) -> u16 {
+        if self.draining || self.redirect.is_none() {
+            503
+        } else {
+            200
+        }
+    }
+
     fn health_response(&self) -> Response<'_> {
         Response {
-            status: if self.redirect.is_some() {
+            status: if self.draining {
+                "503 Draining"
+            } else if self.redirect.is_some() {
                 "200 OK"
             } else {
                 "503 No Active Vault"
@@ -163,7 +184,7 @@ impl Responses {
             let response = self.health_response();
             http::write_response(out, head.version, &response, asked.head_only, close);
         }
-        let code = if self.redirect.is_some() { 200 } else { 503 };
+        let code = self.health_code();
         let Asked { method, peer, .. } = asked;
         log::info!("RESPOND {code} for {method} request for {HEALTH_PATH} from {peer}");
     }

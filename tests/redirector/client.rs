@@ -132,6 +132,20 @@ impl Client {
     }
 }
 
+/// Wait for the server to close: true on EOF or reset, false on timeout.
+pub fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// One request on a fresh connection.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
     let mut c = Client::connect(addr);

@@ -78,11 +78,15 @@ fn no_active_node_answers_503_with_vaults_error_shape() {
 #[test]
 fn consul_errors_keep_the_node_for_two_intervals_then_503() {
     let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
-    // A long interval, so that the grace period is easy to observe.
-    let d = Daemon::start(&["-P", "0", "-p", "1.5", &consul.host_port()]);
+    // A long interval, so that the grace period is easy to observe: the
+    // checks "within the grace period" below have 6 s to run in.
+    const INTERVAL: Duration = Duration::from_secs(3);
+    const GRACE: Duration = Duration::from_secs(6);
+    let d = Daemon::start(&["-P", "0", "-p", "3", &consul.host_port()]);
     let (_, before) = health(&d);
-    consul.set(Answer::Status(500, "No cluster leader".into()));
+    // Before the change: the first failure, where the grace starts, is later.
     let first_error = Instant::now();
+    consul.set(Answer::Status(500, "No cluster leader".into()));
     assert!(
         d.wait_for_log("Exception encountered when polling active node", SOON)
             .is_some()
@@ -99,11 +103,17 @@ fn consul_errors_keep_the_node_for_two_intervals_then_503() {
         json["last_consul_poll"], before["last_consul_poll"],
         "failed polls do not move it"
     );
-    // Then no active node.
-    assert!(eventually(SOON, || health(&d).0 == 503));
     assert!(
-        first_error.elapsed() >= Duration::from_millis(1000),
-        "dropped too early"
+        first_error.elapsed() < GRACE,
+        "the checks above ran after the grace period; they prove nothing"
+    );
+    // Then no active node: not before the grace (two intervals from the
+    // first failure, an exact lower bound), and soon after it.
+    assert!(eventually(GRACE + SOON, || health(&d).0 == 503));
+    assert!(
+        first_error.elapsed() >= 2 * INTERVAL,
+        "dropped too early: {:?}",
+        first_error.elapsed()
     );
     assert_eq!(get(d.addr, "/v1/x").code, 503);
     // And back once Consul answers.
@@ -127,15 +137,23 @@ fn bad_json_from_consul_is_logged_and_ends_in_503() {
 #[test]
 fn a_hung_consul_never_slows_requests() {
     let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
-    let d = Daemon::start(&["-P", "0", "-p", "0.2", &consul.host_port()]);
+    // -p 4: a hung blocking query times out after its wait (4 s) plus 3 s
+    // of slack, so a loop that waited for Consul would stall the first
+    // request below for about 7 s; 3 s per request leaves room for a loaded
+    // machine and still catches that.
+    let d = Daemon::start(&["-P", "0", "-p", "4", &consul.host_port()]);
+    // A blocking query waits in the fake Consul; the change releases it
+    // into the hang.
+    assert!(eventually(SOON, || consul
+        .requests()
+        .iter()
+        .any(|r| r.contains("index="))));
     consul.set(Answer::Hang);
-    // Let several polls get stuck, then time requests while they are.
-    assert!(eventually(SOON, || consul.request_count() >= 3));
     for _ in 0..20 {
         let started = Instant::now();
         assert!(matches!(get(d.addr, "/v1/x").code, 307 | 503));
         assert!(
-            started.elapsed() < Duration::from_millis(500),
+            started.elapsed() < Duration::from_secs(3),
             "{:?}",
             started.elapsed()
         );
@@ -145,7 +163,8 @@ fn a_hung_consul_never_slows_requests() {
         d.wait_for_log("Exception encountered when polling active node", SOON)
             .is_some()
     );
-    assert!(eventually(SOON, || health(&d).0 == 503));
+    // Then the 8 s grace (two intervals) runs out.
+    assert!(eventually(Duration::from_secs(8) + SOON, || health(&d).0 == 503));
 }
 
 #[test]
@@ -167,15 +186,21 @@ fn several_passing_actives_pick_one_and_warn() {
 #[test]
 fn an_outage_shorter_than_the_grace_period_shows_no_503() {
     let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
-    // -p 1: a 2 s grace; retries at +0.25, +0.75, +1.75 s.
-    let d = Daemon::start(&["-P", "0", "-p", "1", &consul.host_port()]);
+    // -p 3: a 6 s grace; retries at +0.25, +0.75, +1.75, +3.75 s, and the
+    // back-off's next one (+6.75 s) would come too late, so one more try
+    // starts at +5.9 s. An outage of 4.5 s ends between the last back-off
+    // retry and that try: only the try before the grace runs out can keep
+    // the 503 away. The outage is a stimulus (a sleep); if load stretches
+    // it by up to 1.4 s, it still ends before that try.
+    let d = Daemon::start(&["-P", "0", "-p", "3", &consul.host_port()]);
     // A blocking query in flight sees the failure at once.
     assert!(eventually(SOON, || consul
         .requests()
         .iter()
         .any(|r| r.contains("index="))));
     let addr = d.addr;
-    let watch_until = Instant::now() + Duration::from_millis(3500);
+    // Watch past the end of the grace period.
+    let watch_until = Instant::now() + Duration::from_secs(8);
     let watcher = std::thread::spawn(move || {
         let mut codes = Vec::new();
         while Instant::now() < watch_until {
@@ -186,7 +211,7 @@ fn an_outage_shorter_than_the_grace_period_shows_no_503() {
     });
     let failed_at = Instant::now();
     consul.set(Answer::Status(500, "No cluster leader".into()));
-    std::thread::sleep(Duration::from_millis(1800));
+    std::thread::sleep(Duration::from_millis(4500));
     consul.set(Answer::Json(active_node("vault-a", "10.0.0.1", 8200)));
     let back_at = failed_at.elapsed();
     let codes = watcher.join().unwrap();

@@ -23,7 +23,15 @@ pub fn command(args: &[&str]) -> Command {
     cmd
 }
 
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+/// The daemon's stderr so far, and whether it has ended (EOF: the process
+/// and everything it shared stderr with are gone).
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    ended: bool,
+}
+
+type Lines = Arc<(Mutex<Log>, Condvar)>;
 
 pub struct Daemon {
     child: Child,
@@ -72,15 +80,17 @@ impl Daemon {
             .spawn()
             .expect("spawn vault-redirector");
         let stderr = child.stderr.take().unwrap();
-        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let lines: Lines = Arc::new((Mutex::new(Log::default()), Condvar::new()));
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
+            let (lock, cv) = &*sink;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let (lock, cv) = &*sink;
-                lock.lock().unwrap().push(line);
+                lock.lock().unwrap().lines.push(line);
                 cv.notify_all();
             }
+            lock.lock().unwrap().ended = true;
+            cv.notify_all();
         });
         Daemon {
             child,
@@ -94,7 +104,7 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        self.lines.0.lock().unwrap().join("\n")
+        self.lines.0.lock().unwrap().lines.join("\n")
     }
 
     /// Wait for a log line containing `needle` (seen before or after now).
@@ -106,17 +116,17 @@ impl Daemon {
     pub fn wait_for_nth_log(&self, needle: &str, n: usize, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.lines;
-        let mut lines = lock.lock().unwrap();
+        let mut log = lock.lock().unwrap();
         loop {
-            if let Some(l) = lines.iter().filter(|l| l.contains(needle)).nth(n - 1) {
+            if let Some(l) = log.lines.iter().filter(|l| l.contains(needle)).nth(n - 1) {
                 return Some(l.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || log.ended {
                 return None;
             }
-            lines = cv
-                .wait_timeout(lines, left.min(Duration::from_millis(100)))
+            log = cv
+                .wait_timeout(log, left.min(Duration::from_millis(100)))
                 .unwrap()
                 .0;
         }
@@ -139,6 +149,7 @@ impl Daemon {
             .0
             .lock()
             .unwrap()
+            .lines
             .iter()
             .filter(|l| l.contains(needle))
             .count()
@@ -149,20 +160,23 @@ impl Daemon {
         assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
     }
 
-    /// Wait for the process to exit; None if it is still running.
+    /// Wait for the process to exit, and for the reader thread to take its
+    /// last lines (stderr's EOF); None if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread take the last lines.
-                let _ = self.wait_for_nth_log("\u{0}never", 1, Duration::from_millis(50));
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let mut status = None;
+        if !eventually(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        }) {
+            return None;
         }
+        // The pipe ends at once with the process; SOON only bounds a wait
+        // that a loaded machine may stretch (it was a fixed 50 ms).
+        let (lock, cv) = &*self.lines;
+        let log = lock.lock().unwrap();
+        let (log, _) = cv.wait_timeout_while(log, SOON, |l| !l.ended).unwrap();
+        assert!(log.ended, "stderr still open {SOON:?} after the exit");
+        status
     }
 }
 
@@ -185,4 +199,13 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Start the binary on a free port against `consul`, with `extra` options.
+pub fn start_against(consul: &crate::fake_consul::FakeConsul, extra: &[&str]) -> Daemon {
+    let host_port = consul.host_port();
+    let mut args = vec!["-P", "0"];
+    args.extend_from_slice(extra);
+    args.push(&host_port);
+    Daemon::start(&args)
 }

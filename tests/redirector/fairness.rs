@@ -5,7 +5,7 @@
 use crate::backpressure::{SMALL_RECEIVE_BUFFER, connect_with_receive_buffer};
 use crate::client::Client;
 use crate::daemon::{Daemon, SOON};
-use crate::fake_consul::{FakeConsul, active_node};
+use crate::fake_consul::with_vault_a as consul;
 use crate::pki::Pki;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
@@ -14,10 +14,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
 
 /// Percentile `p` (0–100) of sorted samples.
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -35,6 +31,20 @@ fn a_fast_pipelining_sender_neither_starves_others_nor_stalls() {
     const MAX_BACKLOG_BYTES: usize = 64 << 20;
     let c = consul();
     let d = Daemon::start(&["-P", "0", &c.host_port()]);
+    let request = format!("GET /f HTTP/1.1\n{}\n", "a:b\n".repeat(99));
+    // What one turn's worth of the sender's input (4 reads, 64 KiB) costs
+    // the loop on this machine, as it is loaded right now (far more in a
+    // debug build or under emulation, as in CI's aarch64 run).
+    let one_turn = {
+        let per_turn = (64 << 10) / request.len();
+        let mut probe = Client::connect(d.addr);
+        let started = Instant::now();
+        probe.send(request.repeat(per_turn).as_bytes());
+        for _ in 0..per_turn {
+            assert_eq!(probe.response(false).code, 307);
+        }
+        started.elapsed()
+    };
     let blaster = connect_with_receive_buffer(d.addr, SMALL_RECEIVE_BUFFER);
     blaster.set_read_timeout(Some(SOON)).unwrap();
     // First health requests, sent without reading: their long answers fill
@@ -45,7 +55,6 @@ fn a_fast_pipelining_sender_neither_starves_others_nor_stalls() {
     // Then megabytes of requests that are slow to parse (a hundred header
     // lines) and have short answers queue up behind them, until the
     // kernel's buffers are full.
-    let request = format!("GET /f HTTP/1.1\n{}\n", "a:b\n".repeat(99));
     let chunk = request.repeat(100);
     blaster
         .set_write_timeout(Some(Duration::from_millis(500)))
@@ -98,12 +107,17 @@ fn a_fast_pipelining_sender_neither_starves_others_nor_stalls() {
         .unwrap();
     let tail = reader.join().unwrap();
     eprintln!(
-        "slowest of 20 requests beside a fast sender: {slowest:?}; {} KiB of requests queued, \
-         {} KiB answered meanwhile",
+        "slowest of 20 requests beside a fast sender: {slowest:?} (one turn: {one_turn:?}); \
+         {} KiB of requests queued, {} KiB answered meanwhile",
         queued >> 10,
         during >> 10
     );
-    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    // Bounded, a request waits for at most a turn of the sender's reads;
+    // the bound allows several (and a scheduling hiccup), and scales with
+    // what a turn costs here. Reading the sender dry before answering
+    // others would cost as many turns as its megabytes of backlog hold.
+    let bound = Duration::from_millis(500).max(one_turn * 8);
+    assert!(slowest < bound, "{slowest:?}, one turn {one_turn:?}");
     // The fast sender was served throughout and to the end.
     assert!(
         String::from_utf8_lossy(&tail).contains("Location: http://vault-a:8200/last"),
@@ -248,8 +262,14 @@ fn a_tls_handshake_flood_does_not_starve_established_clients() {
     );
     // Unbounded, each turn of the loop ran every pending handshake before
     // answering anyone else (p99 104 ms in a release build, 300 ms in a
-    // debug one); bounded, a turn costs a few handshakes.
-    let bound = Duration::from_millis(100).max(one_handshake * 12);
+    // debug one); bounded, a turn costs a few handshakes. The bound scales
+    // with what a handshake costs here, and with the tail this machine
+    // shows without a flood (0.4 ms on a quiet one, where that term does
+    // not matter; tens of ms on a loaded one, whose hiccups would
+    // otherwise pass for starvation).
+    let bound = Duration::from_millis(100)
+        .max(one_handshake * 12)
+        .max(percentile(&quiet, 99) * 10);
     assert!(
         percentile(&loaded, 99) < bound,
         "p99 {:?}, one handshake {one_handshake:?}",

@@ -42,6 +42,11 @@ pub struct FakeConsul {
     shared: Arc<(Mutex<State>, Condvar)>,
 }
 
+/// A Consul whose active node is vault-a (10.0.0.1:8200): most tests' world.
+pub fn with_vault_a() -> FakeConsul {
+    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
+}
+
 impl FakeConsul {
     pub fn start(answer: Answer) -> FakeConsul {
         FakeConsul::start_with(answer, None)

@@ -1,39 +1,13 @@
 //! Hostile and heavy clients: deadlines, the connection cap, running out
 //! of descriptors, lingering closes, back-pressure, graceful shutdown.
 
-use crate::client::Client;
-use crate::daemon::{Daemon, SOON, command};
-use crate::fake_consul::{FakeConsul, active_node};
-use std::io::{ErrorKind, Read, Write};
+use crate::client::{Client, closed_within};
+use crate::daemon::{Daemon, SOON, command, start_against as start};
+use crate::fake_consul::with_vault_a as consul;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
-
-fn start(consul: &FakeConsul, extra: &[&str]) -> Daemon {
-    let hp = consul.host_port();
-    let mut args = vec!["-P", "0"];
-    args.extend_from_slice(extra);
-    args.push(&hp);
-    Daemon::start(&args)
-}
-
-/// Wait for the server to close: true on EOF or reset, false on timeout.
-fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
-}
 
 fn get_on(c: &mut Client, target: &str) -> u16 {
     c.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
@@ -48,29 +22,34 @@ fn an_unfinished_head_is_closed_at_the_head_deadline() {
     let started = Instant::now();
     s.write_all(b"GET /v1/x HTTP/1.1\r\nHost:").unwrap();
     assert!(closed_within(&mut s, SOON));
+    // The deadline runs from the first byte, sent after `started`: never
+    // sooner (load only makes the close later).
     assert!(
-        started.elapsed() >= Duration::from_millis(400),
+        started.elapsed() >= Duration::from_millis(500),
         "{:?}",
         started.elapsed()
     );
 
-    // Dribbling bytes does not push the head deadline back.
+    // Dribbling bytes does not push the head deadline back: one byte every
+    // 50 ms (far inside the 0.5 s deadline) for as long as it takes, and
+    // the server must close while the client is still dribbling. Were each
+    // byte to extend the deadline, it would never close; SOON is only the
+    // give-up bound (20 head timeouts), not a measure of promptness.
     let mut s = TcpStream::connect(d.addr).unwrap();
     let started = Instant::now();
-    let mut closed = false;
-    for b in b"GET /v1/x HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
-        if s.write_all(&[*b]).is_err() {
-            closed = true;
-            break;
+    s.write_all(b"GET /v1/x HTTP/1.1\r\nX-Slow: ").unwrap();
+    let closed = loop {
+        if started.elapsed() > SOON {
+            break false;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(closed || closed_within(&mut s, SOON));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+        // A failed write or an EOF/reset seen while pausing between bytes.
+        if s.write_all(b"a").is_err() || closed_within(&mut s, Duration::from_millis(50)) {
+            break true;
+        }
+    };
+    let took = started.elapsed();
+    assert!(closed, "a dribbling head was still open after {took:?}");
+    assert!(took >= Duration::from_millis(500), "{took:?}");
 }
 
 #[test]
@@ -94,14 +73,47 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_deadline() {
     let c = consul();
     let d = start(&c, &["--idle-timeout", "0.5"]);
     let mut client = Client::connect(d.addr);
-    assert_eq!(get_on(&mut client, "/a"), 307);
+    // The idle deadline starts once the request is answered, after it was
+    // sent: timing from before the request makes 0.5 s an exact lower bound.
     let started = Instant::now();
+    assert_eq!(get_on(&mut client, "/a"), 307);
+    // The client's read timeout (SOON, 20 idle timeouts) bounds the wait.
     assert!(client.closed());
     assert!(
-        started.elapsed() >= Duration::from_millis(400),
+        started.elapsed() >= Duration::from_millis(500),
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The daemon's CPU time over a stretch of wall-clock time.
+struct CpuWindow {
+    cpu: Duration,
+    wall: Instant,
+}
+
+impl CpuWindow {
+    fn start(d: &Daemon) -> CpuWindow {
+        CpuWindow {
+            cpu: d.cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// A waiting loop costs next to nothing (a few 10 ms clock ticks at
+    /// most); a spinning one takes a whole core when it can. The bound is a
+    /// share of the window as measured, so a window stretched by load
+    /// stretches the bound with it; on a loaded machine a spinner gets less
+    /// than a core, so 40% still catches one sharing a core with another
+    /// busy process.
+    fn assert_not_busy(self, d: &Daemon, what: &str) {
+        let spent = d.cpu_time() - self.cpu;
+        let wall = self.wall.elapsed();
+        assert!(
+            spent < wall.mul_f64(0.4),
+            "{what}: {spent:?} CPU in {wall:?}"
+        );
+    }
 }
 
 #[test]
@@ -115,18 +127,15 @@ fn at_the_connection_cap_new_clients_wait_without_spinning() {
     // The fourth connects (kernel backlog) but is not served while full.
     let mut waiting = TcpStream::connect(d.addr).unwrap();
     waiting.write_all(b"GET /waiting HTTP/1.1\r\n\r\n").unwrap();
+    // Not served for a second (a lower bound: load only delays serving).
     waiting
-        .set_read_timeout(Some(Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
-    let cpu_before = d.cpu_time();
+    let window = CpuWindow::start(&d);
     let mut buf = [0u8; 512];
     let early = waiting.read(&mut buf);
     assert!(early.is_err(), "served beyond the cap: {early:?}");
-    let spent = d.cpu_time() - cpu_before;
-    assert!(
-        spent < Duration::from_millis(200),
-        "busy loop at the cap: {spent:?} CPU in 0.5 s"
-    );
+    window.assert_not_busy(&d, "busy loop at the cap");
     // One leaves: the waiting client is served.
     held.pop();
     waiting.set_read_timeout(Some(SOON)).unwrap();
@@ -173,13 +182,10 @@ fn out_of_descriptors_backs_off_logs_once_and_recovers() {
         "{}",
         d.log()
     );
-    let cpu_before = d.cpu_time();
-    std::thread::sleep(Duration::from_millis(500));
-    let spent = d.cpu_time() - cpu_before;
-    assert!(
-        spent < Duration::from_millis(200),
-        "busy loop on EMFILE: {spent:?} CPU in 0.5 s"
-    );
+    // The sleep is the measuring window, not a wait for anything.
+    let window = CpuWindow::start(&d);
+    std::thread::sleep(Duration::from_secs(1));
+    window.assert_not_busy(&d, "busy loop on EMFILE");
     // Each client, once answered, leaves and frees a descriptor for the next.
     for (i, client) in clients.iter_mut().enumerate() {
         let r = client.response(false);
@@ -254,24 +260,42 @@ fn a_client_that_does_not_read_gets_everything_in_order_later() {
     s.shutdown(std::net::Shutdown::Both).unwrap();
 }
 
+/// Sorted latencies of `n` sequential requests on one keep-alive connection.
+fn request_latencies(client: &mut Client, n: usize) -> Vec<Duration> {
+    let mut all: Vec<Duration> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(get_on(client, "/busy"), 307);
+            started.elapsed()
+        })
+        .collect();
+    all.sort();
+    all
+}
+
 #[test]
 fn idle_connections_do_not_slow_others() {
     let c = consul();
     let d = start(&c, &[]);
+    let mut client = Client::connect(d.addr);
+    let quiet = request_latencies(&mut client, 50);
     let idle: Vec<TcpStream> = (0..500)
         .map(|_| TcpStream::connect(d.addr).unwrap())
         .collect();
-    let mut client = Client::connect(d.addr);
-    for _ in 0..50 {
-        let started = Instant::now();
-        assert_eq!(get_on(&mut client, "/busy"), 307);
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            started.elapsed()
-        );
-    }
+    let busy = request_latencies(&mut client, 50);
     drop(idle);
+    eprintln!(
+        "request latency, median/max: quiet {:?}/{:?}, beside 500 idle connections {:?}/{:?}",
+        quiet[25], quiet[49], busy[25], busy[49]
+    );
+    // Compared with the same client on the same machine a moment before,
+    // so load slows both. A loop that did work per idle connection on
+    // every request would slow the median; single hiccups (a loaded
+    // machine, a busy CI runner) only the tail, hence the median, and a
+    // tail bound of a few seconds that only a stall would break.
+    let bound = quiet[25] * 10 + Duration::from_millis(100);
+    assert!(busy[25] < bound, "median {:?} against {bound:?}", busy[25]);
+    assert!(busy[49] < Duration::from_secs(3), "slowest {:?}", busy[49]);
 }
 
 #[test]
@@ -282,26 +306,33 @@ fn shutdown_is_bounded_and_a_second_signal_is_immediate() {
     let _stuck = half_sent_request(&d);
     let started = Instant::now();
     d.signal(libc::SIGTERM);
-    // ...but not for more than the grace period.
-    let status = d.wait_exit(Duration::from_secs(15)).expect("exits");
+    // ...but not for more than the grace period (5 s from the signal's
+    // arrival, after `started`: an exact lower bound). The upper bound is
+    // generous (twice the grace) yet far below the 60 s head timeout that
+    // an unbounded shutdown would wait for.
+    let status = d.wait_exit(Duration::from_secs(30)).expect("exits");
     assert_eq!(status.code(), Some(0));
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        took >= Duration::from_secs(5) && took < Duration::from_secs(10),
         "{took:?}"
     );
 
     let mut d = start(&c, &["--head-timeout", "60"]);
     let _stuck = half_sent_request(&d);
+    let first_signal = Instant::now();
     d.signal(libc::SIGTERM);
     assert!(d.wait_for_log("Shutting down", SOON).is_some());
-    let started = Instant::now();
     d.signal(libc::SIGINT);
     assert_eq!(d.wait_exit(SOON).and_then(|s| s.code()), Some(0));
+    // Without the second signal it would exit at the end of the grace
+    // period, no sooner than 5 s after the first signal was sent: exiting
+    // before that is the exact test of "immediate", with all the slack the
+    // behaviour allows.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        first_signal.elapsed() < Duration::from_secs(5),
         "{:?}",
-        started.elapsed()
+        first_signal.elapsed()
     );
 }
 

@@ -3,11 +3,7 @@
 
 use crate::client::{Client, get, request};
 use crate::daemon::{Daemon, SOON, eventually};
-use crate::fake_consul::{Answer, FakeConsul, active_node};
-
-fn consul() -> FakeConsul {
-    FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200))
-}
+use crate::fake_consul::{Answer, with_vault_a as consul};
 
 #[test]
 fn sigterm_and_sigint_exit_0() {

@@ -5,7 +5,7 @@ use crate::client::get;
 use crate::daemon::{Daemon, SOON};
 use crate::fake_consul::{Answer, FakeConsul, active_node, fixture};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn exit_of(args: &[&str]) -> (i32, String) {
     let mut d = Daemon::spawn(args);
@@ -56,11 +56,10 @@ fn consul_that_never_answers_does_not_hang_start_up() {
     let started = Instant::now();
     let (code, log) = exit_of(&["-P", "0", "-p", "0.5", &consul.host_port()]);
     assert_eq!(code, 1, "{log}");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "took {:?}",
-        started.elapsed()
-    );
+    // The start-up query times out after 2 s (the shortest query timeout);
+    // a start-up that waited for Consul would never end. `exit_of` already
+    // gave up after SOON; this says how long it took.
+    assert!(started.elapsed() < SOON, "took {:?}", started.elapsed());
 }
 
 #[test]

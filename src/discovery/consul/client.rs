@@ -59,7 +59,42 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// How long one query to one agent may take: a blocking query its wait
+/// and Consul's jitter and some slack, any other the poll interval within
+/// bounds.
+fn query_timeout(query: Query, poll_interval: Duration) -> Duration {
+    match query.wait {
+        Some(wait) if query.index > 0 => {
+            let wait = wait.min(MAX_WAIT);
+            wait + wait / 16 + BLOCKING_SLACK
+        }
+        _ => poll_interval.clamp(MIN_QUERY_TIMEOUT, MAX_QUERY_TIMEOUT),
+    }
+}
+
+/// The longest a `fetch` can take: every agent's timeout in turn. Past it,
+/// the thread running it is stuck (a bug), not waiting for Consul.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchBudget {
+    agents: u32,
+    poll_interval: Duration,
+}
+
+impl FetchBudget {
+    pub fn of(&self, query: Query) -> Duration {
+        query_timeout(query, self.poll_interval) * self.agents.max(1)
+    }
+}
+
 impl Client {
+    /// How long its `fetch` may take at most.
+    pub fn budget(&self) -> FetchBudget {
+        FetchBudget {
+            agents: u32::try_from(self.bases.len()).unwrap_or(u32::MAX),
+            poll_interval: self.poll_interval,
+        }
+    }
+
     pub fn new(
         settings: &ConsulSettings,
         use_ip: bool,
@@ -163,20 +198,14 @@ impl Client {
 
     fn fetch_from(&self, i: usize, query: Query, token: Option<&str>) -> Result<Answer, PollError> {
         let mut url = format!("{}{}", self.bases[i], self.path_and_query);
-        let timeout = match query.wait {
-            Some(wait) if query.index > 0 => {
-                let wait = wait.min(MAX_WAIT);
-                url.push_str(&format!(
-                    "&index={}&wait={}ms",
-                    query.index,
-                    wait.as_millis().max(1)
-                ));
-                wait + wait / 16 + BLOCKING_SLACK
-            }
-            _ => self
-                .poll_interval
-                .clamp(MIN_QUERY_TIMEOUT, MAX_QUERY_TIMEOUT),
-        };
+        if let (Some(wait), true) = (query.wait, query.index > 0) {
+            url.push_str(&format!(
+                "&index={}&wait={}ms",
+                query.index,
+                wait.min(MAX_WAIT).as_millis().max(1)
+            ));
+        }
+        let timeout = query_timeout(query, self.poll_interval);
         log::debug!("Polling active node from: {url}");
         let mut request = self
             .agent

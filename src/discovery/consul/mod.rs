@@ -10,7 +10,7 @@ pub mod settings;
 mod token;
 
 pub use answer::Selection;
-pub use client::Client;
+pub use client::{Client, FetchBudget};
 use std::fmt;
 use std::time::Duration;
 

@@ -71,6 +71,15 @@ impl VaultPacing {
             .min()
     }
 
+    /// When the oldest probe still out was sent.
+    pub fn oldest_in_flight(&self) -> Option<Instant> {
+        self.nodes
+            .iter()
+            .filter(|n| n.in_flight)
+            .map(|n| n.last_sent)
+            .min()
+    }
+
     /// The nodes to probe now; they count as in flight from here.
     pub fn take_due(&mut self, now: Instant) -> Vec<usize> {
         let mut due = Vec::new();

@@ -270,6 +270,8 @@ pub struct VaultWatch {
     poller: Poller<usize, Probe>,
     pacing: VaultPacing,
     nodes: Nodes,
+    /// The longest one probe can take (health, then leader).
+    probe_budget: Duration,
 }
 
 impl VaultWatch {
@@ -310,7 +312,15 @@ impl VaultWatch {
             poller,
             pacing,
             nodes,
+            probe_budget: probe_timeout(interval) * 2,
         })
+    }
+
+    /// No probe has outlasted every timeout it runs under.
+    pub fn is_responsive(&self, now: Instant) -> bool {
+        self.pacing
+            .oldest_in_flight()
+            .is_none_or(|sent| now < sent + self.probe_budget + crate::discovery::STUCK_SLACK)
     }
 
     pub fn next_due(&self) -> Option<Instant> {
