@@ -195,6 +195,18 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_probe_out_is_what_the_watchdog_checks() {
+        let t = Instant::now();
+        let mut p = VaultPacing::new(SECOND, 2, None, t);
+        assert_eq!(p.oldest_in_flight(), None);
+        assert_eq!(p.take_due(t), [0, 1]);
+        p.on_result(0, t, None);
+        assert_eq!(p.oldest_in_flight(), Some(t), "node 1 is still out");
+        p.on_result(1, t, None);
+        assert_eq!(p.oldest_in_flight(), None);
+    }
+
+    #[test]
     fn probe_timeouts_stay_below_the_interval() {
         assert_eq!(probe_timeout(SECOND), 500 * MS);
         assert_eq!(probe_timeout(60 * SECOND), MAX_PROBE_TIMEOUT);
