@@ -5,10 +5,12 @@
 //! `StartError`, which `main` turns into one line and an exit code.
 
 use crate::cli::{Config, EXIT_ERROR, EXIT_NO_ACTIVE};
-use crate::discovery::Discovery;
 use crate::discovery::consul::{self, Client, PollError};
 use crate::discovery::pacing::Pacing;
 use crate::discovery::tracker::Tracker;
+use crate::discovery::vault::settings::VaultSettings;
+use crate::discovery::vault::watch::{FirstRound, FirstRoundError};
+use crate::discovery::{Discovery, Started};
 use crate::logging;
 use crate::server::accept;
 use crate::server::limits::{self, Limits};
@@ -34,6 +36,11 @@ pub enum StartError {
     },
     /// Consul answered, but knows no usable passing active node.
     NoActiveNode,
+    VaultTls(String),
+    /// No listed Vault node answered.
+    VaultUnreachable(PollError),
+    /// The Vault nodes answered; none is active.
+    NoActiveVaultNode,
     Listen {
         addr: SocketAddr,
         error: io::Error,
@@ -55,6 +62,12 @@ impl fmt::Display for StartError {
             StartError::NoActiveNode => {
                 f.write_str("Could not get active vault node from Consul. Exiting.")
             }
+            StartError::VaultTls(e) => write!(f, "Vault TLS: {e}"),
+            StartError::VaultUnreachable(e) => write!(f, "Could not poll the Vault nodes: {e}"),
+            StartError::NoActiveVaultNode => f.write_str(
+                "Could not get active vault node from the Vault nodes (none answers 200 on \
+                 /v1/sys/health). Exiting.",
+            ),
             StartError::Listen { addr, error } => write!(f, "Could not listen on {addr}: {error}"),
             StartError::Activation(e) => write!(f, "Socket activation: {e}"),
             StartError::EventLoopSetUp(e) => write!(f, "Could not start the event loop: {e}"),
@@ -67,7 +80,7 @@ impl StartError {
     /// The original's exit codes: 3 for "no active node", 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::NoActiveNode => EXIT_NO_ACTIVE,
+            StartError::NoActiveNode | StartError::NoActiveVaultNode => EXIT_NO_ACTIVE,
             _ => EXIT_ERROR,
         }
     }
@@ -76,7 +89,9 @@ impl StartError {
     /// original printed it; the others are plain `ERROR: ...` lines.
     pub fn report(&self) {
         match self {
-            StartError::NoActiveNode => log::error!("ERROR: {self}"),
+            StartError::NoActiveNode | StartError::NoActiveVaultNode => {
+                log::error!("ERROR: {self}")
+            }
             _ => logging::plain(format_args!("ERROR: {self}")),
         }
     }
@@ -100,15 +115,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         }
         _ => None,
     };
-    let Discovered {
-        client,
-        pacing,
-        tracker,
-    } = first_answer(config)?;
+    let (started, tracker) = match &config.vault {
+        Some(vault) => first_vault_answer(vault, config)?,
+        None => first_answer(config)?,
+    };
     let (listeners, bound) = listen(config)?;
     let mut responses = Responses::new(
         config.scheme(),
-        &config.consul_host_port,
+        config.consul_host_port.as_deref(),
         config.poll_interval.as_secs_f64(),
     )
     .serve_metrics(config.metrics);
@@ -118,7 +132,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let mut reactor = Reactor::new(
         listeners,
         responses,
-        |waker| Discovery::start(client, pacing, tracker, waker),
+        |waker| Discovery::start(started, tracker, waker),
         connection_limits(config.limits),
         config.drain,
         tls,
@@ -160,16 +174,30 @@ fn listen(config: &Config) -> Result<(Vec<TcpListener>, SocketAddr), StartError>
     Ok((listeners, bound))
 }
 
-/// Discovery as the first answer leaves it.
-struct Discovered {
-    client: Client,
-    pacing: Pacing,
-    tracker: Tracker,
+/// Ask every Vault node once, before listening: none answering is exit 1,
+/// none active exit 3, as with Consul.
+fn first_vault_answer(
+    vault: &VaultSettings,
+    config: &Config,
+) -> Result<(Started, Tracker), StartError> {
+    let mut first = FirstRound::run(vault, config.poll_interval).map_err(|e| match e {
+        FirstRoundError::Tls(e) => StartError::VaultTls(e),
+        FirstRoundError::Unreachable(e) => StartError::VaultUnreachable(e),
+        FirstRoundError::NoActive => StartError::NoActiveVaultNode,
+    })?;
+    let tracker = first
+        .tracker(config.poll_interval)
+        .ok_or(StartError::NoActiveVaultNode)?;
+    let started = Started::Vault {
+        first,
+        interval: config.poll_interval,
+    };
+    Ok((started, tracker))
 }
 
 /// Ask Consul once, before listening: unreachable is exit 1, no active
 /// node exit 3, as the original did.
-fn first_answer(config: &Config) -> Result<Discovered, StartError> {
+fn first_answer(config: &Config) -> Result<(Started, Tracker), StartError> {
     let mut client = Client::new(&config.consul, config.redirect_to_ip, config.poll_interval)
         .map_err(StartError::ConsulTls)?;
     let has_token = config.consul.has_token();
@@ -183,17 +211,13 @@ fn first_answer(config: &Config) -> Result<Discovered, StartError> {
             wait: None,
         })
         .map_err(|error| StartError::ConsulUnreachable {
-            consul: config.consul_host_port.clone(),
+            consul: config.consul_host_port.clone().unwrap_or_default(),
             error,
         })?;
     let pacing = Pacing::new(config.poll_interval, answer.index, sent, Instant::now());
     let tracker = Tracker::first(config.poll_interval, has_token, answer, SystemTime::now())
         .ok_or(StartError::NoActiveNode)?;
-    Ok(Discovered {
-        client,
-        pacing,
-        tracker,
-    })
+    Ok((Started::Consul { client, pacing }, tracker))
 }
 
 /// Client connections leave a reserve of descriptors for discovery, TLS
@@ -235,10 +259,17 @@ fn announce(config: &Config, bound: SocketAddr) {
             bound.port()
         );
     }
-    log::warn!(
-        "Setting Consul poll interval to {:?} seconds",
-        config.poll_interval.as_secs_f64()
-    );
+    match &config.vault {
+        None => log::warn!(
+            "Setting Consul poll interval to {:?} seconds",
+            config.poll_interval.as_secs_f64()
+        ),
+        Some(vault) => log::warn!(
+            "Setting Vault node poll interval to {:?} seconds ({} nodes, no Consul)",
+            config.poll_interval.as_secs_f64(),
+            vault.nodes.len()
+        ),
+    }
     log::warn!("Starting event loop");
 }
 

@@ -12,7 +12,8 @@ const PROG: &str = "vault-redirector";
 
 const DESCRIPTION: &str = "\
 Redirect Hashicorp Vault (and OpenBao) client requests to the active node in
-a HA cluster, as found in Consul.
+a HA cluster, as found in Consul (or, with --vault-nodes, by asking the
+nodes themselves).
 ";
 
 /// `usage: vault-redirector [-h] ... CONSUL_HOST_PORT`, wrapped as argparse

@@ -7,6 +7,7 @@ mod help;
 mod options;
 
 use crate::discovery::consul::settings::{self, AgentAddr, ConsulSettings, Secret};
+use crate::discovery::vault::settings::{VaultSettings, parse_node_urls};
 use crate::server::limits::Limits;
 use options::{Opt, Takes};
 use std::ffi::OsString;
@@ -47,9 +48,11 @@ pub struct Config {
     pub cert_path: Option<PathBuf>,
     pub key_path: Option<PathBuf>,
     /// The positional (or `CONSUL_HTTP_ADDR`), exactly as given: it is
-    /// echoed in the health JSON.
-    pub consul_host_port: String,
+    /// echoed in the health JSON. None with `--vault-nodes`.
+    pub consul_host_port: Option<String>,
     pub consul: ConsulSettings,
+    /// `--vault-nodes`: the nodes themselves are the source, not Consul.
+    pub vault: Option<VaultSettings>,
     pub limits: Limits,
     /// TLS session resumption (tickets, session cache); `--no-tls-resumption`.
     pub tls_resumption: bool,
@@ -63,8 +66,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The scheme of every Location: `-S`'s, or that of the listed Vault
+    /// nodes (one scheme for all, checked when parsing).
     pub fn scheme(&self) -> &'static str {
-        if self.https { "https" } else { "http" }
+        match &self.vault {
+            Some(vault) => vault.scheme().unwrap_or("http"),
+            None if self.https => "https",
+            None => "http",
+        }
     }
 }
 
@@ -306,13 +315,20 @@ impl Config {
         let bind = raw.value(options::BIND, parse_bind)?;
         let limits = limits(raw)?;
         let drain = raw.value(options::DRAIN, parse_drain)?;
-        let consul_host_port = match &raw.positional {
-            Some(p) => p.clone(),
-            None => env(options::CONSUL_HTTP_ADDR).ok_or_else(|| {
-                usage_error("the following arguments are required: CONSUL_HOST_PORT")
-            })?,
+        let vault = vault_settings(raw, env)?;
+        let (consul_host_port, agents) = match &vault {
+            Some(_) => (None, Vec::new()),
+            None => {
+                let given = match &raw.positional {
+                    Some(p) => p.clone(),
+                    None => env(options::CONSUL_HTTP_ADDR).ok_or_else(|| {
+                        usage_error("the following arguments are required: CONSUL_HOST_PORT")
+                    })?,
+                };
+                let agents = agents(&given, env)?;
+                (Some(given), agents)
+            }
         };
-        let agents = agents(&consul_host_port, env)?;
         if cert_path.is_some() != key_path.is_some() {
             return Err(config_error(
                 "-k|--key-path and -c|--cert-path must be specified together",
@@ -330,6 +346,7 @@ impl Config {
             key_path,
             consul: consul_settings(raw, env, agents)?,
             consul_host_port,
+            vault,
             limits,
             tls_resumption: !raw.flag(options::NO_TLS_RESUMPTION),
             metrics: !raw.flag(options::NO_METRICS),
@@ -360,6 +377,64 @@ fn agents(consul_host_port: &str, env: Env<'_>) -> Result<Vec<AgentAddr>, Outcom
     settings::parse_agents(consul_host_port, default_https)
         .filter(|_| is_host_port(consul_host_port))
         .ok_or_else(|| config_error("CONSUL_HOST_PORT must be in host:port or ip:port format"))
+}
+
+/// `--vault-nodes` and its TLS settings (our option first, then Vault's own
+/// variables), or None for Consul. Options that cannot apply are refused.
+fn vault_settings(raw: &Raw, env: Env<'_>) -> Result<Option<VaultSettings>, Outcome> {
+    let given = raw.values.iter().find(|(l, _)| *l == options::VAULT_NODES);
+    let Some((_, spec)) = given else {
+        if raw.values.iter().any(|(l, _)| *l == options::VAULT_CA) {
+            return Err(usage_error("argument --vault-ca: only with --vault-nodes"));
+        }
+        return Ok(None);
+    };
+    let not_allowed = |what: &str, why: &str| {
+        usage_error(format!(
+            "argument {what}: not allowed with argument --vault-nodes{why}"
+        ))
+    };
+    if raw.positional.is_some() {
+        return Err(not_allowed("CONSUL_HOST_PORT", ""));
+    }
+    if raw.flag(options::HTTPS) {
+        return Err(not_allowed(
+            "-S/--https",
+            " (the Location keeps the scheme of the listed URL)",
+        ));
+    }
+    if raw.flag(options::IP) {
+        return Err(not_allowed(
+            "-I/--ip",
+            " (the Location keeps the host of the listed URL)",
+        ));
+    }
+    for long in options::CONSUL_ONLY {
+        if raw.flag(long) || raw.values.iter().any(|(l, _)| l == long) {
+            return Err(not_allowed(long, " (it is a Consul option)"));
+        }
+    }
+    let nodes =
+        parse_node_urls(spec).map_err(|e| usage_error(format!("argument --vault-nodes: {e}")))?;
+    let path = |name: &str| env(name).map(PathBuf::from);
+    let settings = VaultSettings {
+        ca_file: raw
+            .value(options::VAULT_CA, parse_path)?
+            .or_else(|| path(options::VAULT_CACERT)),
+        ca_dir: path(options::VAULT_CAPATH),
+        client_cert: path(options::VAULT_CLIENT_CERT),
+        client_key: path(options::VAULT_CLIENT_KEY),
+        server_name: env(options::VAULT_TLS_SERVER_NAME),
+        verify: !settings::env_bool(env(options::VAULT_SKIP_VERIFY)).unwrap_or(false),
+        ..VaultSettings::for_nodes(nodes)
+    };
+    if settings.scheme().is_none() {
+        return Err(usage_error(
+            "argument --vault-nodes: the listed URLs mix http:// and https:// (one cluster's \
+             nodes share a scheme)",
+        ));
+    }
+    Ok(Some(settings))
 }
 
 /// How to ask Consul: our options first, then Consul's own variables.
@@ -437,7 +512,10 @@ mod tests {
         assert_eq!(c.consul.token, Some(Secret("s.secret".into())));
         assert_eq!(c.consul.ca_file, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(c.consul.server_name.as_deref(), Some("consul.service"));
-        assert_eq!(c.consul_host_port, "https://c1:8501,https://c2:8501");
+        assert_eq!(
+            c.consul_host_port.as_deref(),
+            Some("https://c1:8501,https://c2:8501")
+        );
     }
 
     #[test]
@@ -450,7 +528,7 @@ mod tests {
             ],
         ) {
             Outcome::Run(c) => {
-                assert_eq!(c.consul_host_port, "consul:8500");
+                assert_eq!(c.consul_host_port.as_deref(), Some("consul:8500"));
                 assert!(c.consul.agents[0].https);
             }
             other => panic!("{other:?}"),
@@ -462,6 +540,95 @@ mod tests {
         }
         assert_eq!(failure(&["--service", "bad name", "c:1"]).1, EXIT_USAGE);
         assert_eq!(failure(&["a:1,b"]).1, EXIT_ERROR);
+    }
+
+    #[test]
+    fn vault_nodes_replace_consul_host_port() {
+        let c = match run_env(
+            &[
+                "--vault-nodes",
+                "https://vault-a:8200,https://[fd00::2]:8200",
+                "--vault-ca=/etc/ca.pem",
+            ],
+            &[
+                ("VAULT_CACERT", "/env/ca.pem"),
+                ("VAULT_CAPATH", "/env/cas"),
+                ("VAULT_CLIENT_CERT", "/c.pem"),
+                ("VAULT_CLIENT_KEY", "/k.pem"),
+                ("VAULT_TLS_SERVER_NAME", "vault.service"),
+                ("VAULT_SKIP_VERIFY", "true"),
+                ("CONSUL_HTTP_ADDR", "consul:8500"),
+            ],
+        ) {
+            Outcome::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.consul_host_port, None, "CONSUL_HTTP_ADDR does not apply");
+        let vault = c.vault.as_ref().unwrap();
+        let urls: Vec<String> = vault.nodes.iter().map(ToString::to_string).collect();
+        assert_eq!(urls, ["https://vault-a:8200", "https://[fd00::2]:8200"]);
+        assert_eq!(
+            vault.ca_file,
+            Some(PathBuf::from("/etc/ca.pem")),
+            "the option wins"
+        );
+        assert_eq!(vault.ca_dir, Some(PathBuf::from("/env/cas")));
+        assert_eq!(vault.client_cert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(vault.client_key, Some(PathBuf::from("/k.pem")));
+        assert_eq!(vault.server_name.as_deref(), Some("vault.service"));
+        assert!(!vault.verify);
+        assert_eq!(c.scheme(), "https");
+        match run_env(&["--vault-nodes", "http://a:1"], &[("VAULT_CACERT", "/e")]) {
+            Outcome::Run(c) => {
+                let vault = c.vault.unwrap();
+                assert_eq!(vault.ca_file, Some(PathBuf::from("/e")));
+                assert!(vault.verify);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn vault_nodes_refuse_what_cannot_apply_with_exit_2() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--vault-nodes", "http://a:1", "c:1"],
+                "argument CONSUL_HOST_PORT: not allowed with argument --vault-nodes",
+            ),
+            (
+                &["-S", "--vault-nodes", "http://a:1"],
+                "argument -S/--https: not allowed with argument --vault-nodes",
+            ),
+            (
+                &["-I", "--vault-nodes", "http://a:1"],
+                "argument -I/--ip: not allowed with argument --vault-nodes",
+            ),
+            (
+                &["--service", "v", "--vault-nodes", "http://a:1"],
+                "argument --service: not allowed with argument --vault-nodes",
+            ),
+            (
+                &["--vault-nodes", "a:1"],
+                "argument --vault-nodes: \"a:1\" is not http://host:port",
+            ),
+            (
+                &["--vault-nodes", "http://a:1,https://b:1"],
+                "argument --vault-nodes: the listed URLs mix http:// and https://",
+            ),
+            (
+                &["--vault-ca", "/ca", "c:1"],
+                "argument --vault-ca: only with --vault-nodes",
+            ),
+        ];
+        for (args, text) in cases {
+            let (msg, code) = failure(args);
+            assert_eq!(code, EXIT_USAGE, "{args:?}");
+            let last = msg.lines().last().unwrap_or("");
+            assert!(
+                last.starts_with(&format!("vault-redirector: error: {text}")),
+                "{args:?}: {msg}"
+            );
+        }
     }
 
     fn config(args: &[&str]) -> Config {
@@ -485,7 +652,7 @@ mod tests {
         assert!(!c.log_disable && !c.https && !c.redirect_to_ip);
         assert_eq!(c.poll_interval, Duration::from_secs(5));
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(c.consul_host_port, "consul:8500");
+        assert_eq!(c.consul_host_port.as_deref(), Some("consul:8500"));
         assert_eq!(c.scheme(), "http");
         assert_eq!(c.limits, Limits::default());
         assert!(c.tls_resumption);
@@ -542,7 +709,12 @@ mod tests {
             config(&["-p", "0.25", "c:1"]).poll_interval,
             Duration::from_millis(250)
         );
-        assert_eq!(config(&["-C", "whatever", "c:1"]).consul_host_port, "c:1");
+        assert_eq!(
+            config(&["-C", "whatever", "c:1"])
+                .consul_host_port
+                .as_deref(),
+            Some("c:1")
+        );
     }
 
     #[test]

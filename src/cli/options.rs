@@ -73,6 +73,11 @@ pub const DC: &str = "--dc";
 pub const STALE: &str = "--stale";
 pub const CONSUL_TOKEN_FILE: &str = "--consul-token-file";
 pub const CONSUL_CA: &str = "--consul-ca";
+pub const VAULT_NODES: &str = "--vault-nodes";
+pub const VAULT_CA: &str = "--vault-ca";
+
+/// The options that only mean something with Consul.
+pub const CONSUL_ONLY: &[&str] = &[SERVICE, DC, STALE, CONSUL_TOKEN_FILE, CONSUL_CA];
 
 /// In the order of the help text. The first eleven are the Python 0.2.0
 /// tool's, with its help texts.
@@ -229,13 +234,30 @@ pub const OPTIONS: &[Opt] = &[
         "CA certificate(s) for https:// agents; else CONSUL_CACERT, else SSL_CERT_FILE, else the \
          system's CA bundle",
     ),
+    value(
+        None,
+        VAULT_NODES,
+        "URL[,URL...]",
+        "URL list",
+        "Without Consul: ask these Vault nodes (http://host:port or https://host:port, IPv6 in \
+         brackets) which one is active, in place of CONSUL_HOST_PORT. Clients are sent to the \
+         listed URL of the active node",
+    ),
+    value(
+        None,
+        VAULT_CA,
+        "PATH",
+        "path",
+        "CA certificate(s) for https:// Vault nodes; else VAULT_CACERT, else VAULT_CAPATH, else \
+         the system's CA bundle",
+    ),
 ];
 
 /// The positional argument.
 pub const POSITIONAL: (&str, &str) = (
     "CONSUL_HOST_PORT",
     "Consul address in host:port form; also https://host:port, and several separated by \
-     commas (tried in turn). Optional when CONSUL_HTTP_ADDR is set",
+     commas (tried in turn). Optional when CONSUL_HTTP_ADDR is set; not with --vault-nodes",
 );
 
 pub const CONSUL_HTTP_ADDR: &str = "CONSUL_HTTP_ADDR";
@@ -248,6 +270,12 @@ pub const CONSUL_CLIENT_CERT: &str = "CONSUL_CLIENT_CERT";
 pub const CONSUL_CLIENT_KEY: &str = "CONSUL_CLIENT_KEY";
 pub const CONSUL_TLS_SERVER_NAME: &str = "CONSUL_TLS_SERVER_NAME";
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+pub const VAULT_CACERT: &str = "VAULT_CACERT";
+pub const VAULT_CAPATH: &str = "VAULT_CAPATH";
+pub const VAULT_CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
+pub const VAULT_CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
+pub const VAULT_TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
+pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
 use crate::service::activation::{LISTEN_FDS, LISTEN_PID};
 use crate::service::notify::{NOTIFY_SOCKET, WATCHDOG_PID, WATCHDOG_USEC};
 
@@ -284,6 +312,28 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
         SSL_CERT_FILE,
         "CA bundle used when no Consul CA is given, instead of the system's",
+    ),
+    (
+        VAULT_CACERT,
+        "With --vault-nodes: CA certificate(s) for https:// nodes",
+    ),
+    (
+        VAULT_CAPATH,
+        "With --vault-nodes: a directory of CA certificates, when VAULT_CACERT is not set",
+    ),
+    (
+        VAULT_CLIENT_CERT,
+        "With --vault-nodes: client certificate for nodes that verify clients (with \
+         VAULT_CLIENT_KEY)",
+    ),
+    (VAULT_CLIENT_KEY, "Private key of VAULT_CLIENT_CERT"),
+    (
+        VAULT_TLS_SERVER_NAME,
+        "With --vault-nodes: name to verify the nodes' certificates against",
+    ),
+    (
+        VAULT_SKIP_VERIFY,
+        "With --vault-nodes: true: do not verify the nodes' certificates",
     ),
     (
         NOTIFY_SOCKET,

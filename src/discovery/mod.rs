@@ -1,35 +1,36 @@
-//! Finding the active Vault node, off the event loop: the source (Consul
-//! today), when to ask it (`pacing`), what its answers mean over time
-//! (`tracker`), and the hand-off between its thread and the loop
-//! (`poller`). The loop drives it through `Discovery` and only ever sees a
-//! tracker: an active node or none.
+//! Finding the active Vault node, off the event loop: the source (Consul,
+//! or the Vault nodes themselves), when to ask it (`pacing` for Consul,
+//! `vault::pacing`), what its answers mean over time (`tracker`), and the
+//! hand-off between its threads and the loop (`poller`). The loop drives
+//! it through `Discovery` and only ever sees a tracker: an active node or
+//! none.
 
+pub mod client_tls;
 pub mod consul;
 pub mod pacing;
 pub mod poller;
+pub mod resolver;
 pub mod target;
 pub mod tracker;
+pub mod vault;
 
-use consul::FetchBudget;
+use consul::{Answer, FetchBudget, PollError, Query};
 use pacing::Pacing;
-use poller::Poller;
+use poller::{Poller, Reply};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracker::Tracker;
+use vault::watch::{FirstRound, VaultWatch};
 
-/// Discovery as the event loop drives it: its timer starts queries on the
-/// poller thread, and the poller's wake-up hands the outcomes back.
-pub struct Discovery {
-    poller: Poller,
+/// Consul as the loop drives it: one query at a time on the poller thread.
+struct ConsulWatch {
+    poller: Poller<Query, Result<Answer, PollError>>,
     pacing: Pacing,
-    tracker: Tracker,
     /// A query is on the poller thread; the next waits for its outcome.
     in_flight: bool,
     /// When the query in flight was sent.
     sent: Instant,
-    /// Shutting down: no new queries.
-    stopped: bool,
     /// The longest a query can take before the thread counts as stuck.
     budget: FetchBudget,
     /// When the query in flight must have been answered by, at the latest.
@@ -37,25 +38,95 @@ pub struct Discovery {
 }
 
 /// Beyond a query's own timeouts: scheduling and parsing on a loaded machine.
-const STUCK_SLACK: Duration = Duration::from_secs(5);
+pub const STUCK_SLACK: Duration = Duration::from_secs(5);
 
-impl Discovery {
-    /// Start the poller thread, waking the loop through `waker`.
-    pub fn start(
+impl ConsulWatch {
+    fn next_due(&self) -> Option<Instant> {
+        (!self.in_flight).then_some(self.pacing.next())
+    }
+
+    fn start_due(&mut self, now: Instant) -> bool {
+        if self.in_flight || now < self.pacing.next() {
+            return true;
+        }
+        let query = self.pacing.query();
+        self.in_flight = true;
+        self.sent = now;
+        self.answer_by = Some(now + self.budget.of(query) + STUCK_SLACK);
+        self.poller.request(query)
+    }
+
+    fn take_outcomes(&mut self, now: Instant, tracker: &mut Tracker) -> Result<bool, ()> {
+        let mut took = false;
+        while let Some(result) = self.poller.try_outcome()? {
+            took = true;
+            self.in_flight = false;
+            self.answer_by = None;
+            match result {
+                Ok(answer) => {
+                    self.pacing.on_answer(answer.index, self.sent, now);
+                    tracker.on_answer(answer, SystemTime::now());
+                }
+                Err(e) => {
+                    self.pacing.on_error(now);
+                    tracker.on_error(&e, now);
+                }
+            }
+        }
+        Ok(took)
+    }
+}
+
+/// Where the active node comes from; the loop does not know which.
+enum Source {
+    Consul(ConsulWatch),
+    Vault(VaultWatch),
+}
+
+/// What start-up found, ready to be driven by the loop.
+pub enum Started {
+    Consul {
         client: consul::Client,
         pacing: Pacing,
-        tracker: Tracker,
-        waker: Arc<mio::Waker>,
-    ) -> io::Result<Discovery> {
-        let budget = client.budget();
+    },
+    Vault {
+        first: FirstRound,
+        interval: Duration,
+    },
+}
+
+/// Discovery as the event loop drives it: its timer starts queries on the
+/// poller thread, and the poller's wake-up hands the outcomes back.
+pub struct Discovery {
+    source: Source,
+    tracker: Tracker,
+    /// Shutting down: no new queries.
+    stopped: bool,
+}
+
+impl Discovery {
+    /// Start the source's thread, waking the loop through `waker`.
+    pub fn start(started: Started, tracker: Tracker, waker: Arc<mio::Waker>) -> io::Result<Self> {
+        let source = match started {
+            Started::Consul { mut client, pacing } => Source::Consul(ConsulWatch {
+                budget: client.budget(),
+                answer_by: None,
+                poller: Poller::spawn(
+                    "consul-poller",
+                    move |query, reply: &Reply<_>| reply.send(client.fetch(query)),
+                    waker,
+                )?,
+                pacing,
+                in_flight: false,
+                sent: Instant::now(),
+            }),
+            Started::Vault { first, interval } => {
+                Source::Vault(VaultWatch::start(first, interval, waker)?)
+            }
+        };
         Ok(Discovery {
-            budget,
-            answer_by: None,
-            poller: Poller::spawn(client, waker)?,
-            pacing,
+            source,
             tracker,
-            in_flight: false,
-            sent: Instant::now(),
             stopped: false,
         })
     }
@@ -67,24 +138,28 @@ impl Discovery {
 
     /// When the loop must call `on_timer` next, if ever.
     pub fn next_timer(&self) -> Option<Instant> {
-        let next_query = (!self.in_flight && !self.stopped).then_some(self.pacing.next());
+        let next_query = match &self.source {
+            _ if self.stopped => None,
+            Source::Consul(watch) => watch.next_due(),
+            Source::Vault(watch) => watch.next_due(),
+        };
         [next_query, self.tracker.expiry()]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Start a query when one is due; drop the node when the grace period
+    /// Start the queries that are due; drop the node when the grace period
     /// ran out. Returns true if what the tracker knows changed.
     pub fn on_timer(&mut self, now: Instant) -> io::Result<bool> {
-        if !self.in_flight && !self.stopped && now >= self.pacing.next() {
-            let query = self.pacing.query();
-            if !self.poller.request(query) {
+        if !self.stopped {
+            let alive = match &mut self.source {
+                Source::Consul(watch) => watch.start_due(now),
+                Source::Vault(watch) => watch.start_due(now),
+            };
+            if !alive {
                 return Err(poller_gone());
             }
-            self.in_flight = true;
-            self.sent = now;
-            self.answer_by = Some(now + self.budget.of(query) + STUCK_SLACK);
         }
         Ok(self.tracker.expiry().is_some_and(|at| now >= at) && self.tracker.expire(now))
     }
@@ -92,35 +167,22 @@ impl Discovery {
     /// The poller woke the loop: take every outcome waiting (wake-ups
     /// coalesce). Returns true if any came in.
     pub fn on_wake(&mut self, now: Instant) -> io::Result<bool> {
-        let mut took = false;
-        loop {
-            let outcome = match self.poller.try_outcome() {
-                Ok(Some(outcome)) => outcome,
-                Ok(None) => return Ok(took),
-                Err(()) => return Err(poller_gone()),
-            };
-            took = true;
-            self.in_flight = false;
-            self.answer_by = None;
-            match outcome.result {
-                Ok(answer) => {
-                    self.pacing.on_answer(answer.index, self.sent, now);
-                    self.tracker.on_answer(answer, SystemTime::now());
-                }
-                Err(e) => {
-                    self.pacing.on_error(now);
-                    self.tracker.on_error(&e, now);
-                }
-            }
-        }
+        let took = match &mut self.source {
+            Source::Consul(watch) => watch.take_outcomes(now, &mut self.tracker),
+            Source::Vault(watch) => watch.take_outcomes(now, &mut self.tracker),
+        };
+        took.map_err(|()| poller_gone())
     }
 
-    /// The discovery thread is doing its work: idle, or on a query that
-    /// has not outlasted every timeout it runs under. A thread stuck past
+    /// The discovery threads are doing their work: idle, or on queries that
+    /// have not outlasted every timeout they run under. A thread stuck past
     /// that (a bug, a deadlock) stops the watchdog, so that the service
     /// manager restarts a daemon that would redirect to a stale node.
     pub fn is_responsive(&self, now: Instant) -> bool {
-        self.answer_by.is_none_or(|by| now < by)
+        match &self.source {
+            Source::Consul(watch) => watch.answer_by.is_none_or(|by| now < by),
+            Source::Vault(watch) => watch.is_responsive(now),
+        }
     }
 
     /// Shutting down: ask nothing more.
@@ -129,7 +191,7 @@ impl Discovery {
     }
 }
 
-/// The poller thread cannot fail: every failure of a query is a `PollError`
+/// The poller thread cannot fail: every failure of a query is an outcome
 /// answered over the channel, and the thread ends only when the loop drops
 /// its handle. Only a panic (a bug) can end it sooner, and the release build
 /// aborts the process on a panic (`panic = "abort"`), for its supervisor to
@@ -137,7 +199,7 @@ impl Discovery {
 /// error instead: the same outcome, rather than a restart path that the
 /// release build could never run.
 fn poller_gone() -> io::Error {
-    io::Error::other("the Consul poller thread is gone (it panicked)")
+    io::Error::other("the discovery poller thread is gone (it panicked)")
 }
 
 #[cfg(test)]
@@ -155,8 +217,8 @@ mod tests {
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let now = Instant::now();
         let pacing = Pacing::new(poll_interval, None, now, now);
-        let discovery =
-            Discovery::start(client, pacing, tracker::knowing("a:8200"), waker).unwrap();
+        let started = Started::Consul { client, pacing };
+        let discovery = Discovery::start(started, tracker::knowing("a:8200"), waker).unwrap();
         (discovery, silent)
     }
 
@@ -165,10 +227,10 @@ mod tests {
         let interval = Duration::from_secs(5);
         let (mut discovery, _silent) = asking_a_silent_agent(interval);
         // The clock is ours to set: the query is due at `start`.
-        let start = discovery.pacing.next();
+        let start = discovery.next_timer().unwrap();
         assert!(discovery.is_responsive(start), "idle");
         discovery.on_timer(start).unwrap();
-        assert!(discovery.in_flight);
+        assert!(discovery.next_timer().is_none(), "a query is in flight");
         // The agent's timeout (the poll interval here) has not run out.
         assert!(discovery.is_responsive(start + interval));
         // Long past every timeout the query runs under: stuck.

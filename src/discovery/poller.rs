@@ -1,52 +1,74 @@
-//! The hand-off between the discovery thread and the event loop: the loop
-//! asks for a query (its timer paces them), the thread runs it, sends the
-//! outcome over a channel and wakes the loop with a `mio::Waker`. The loop
-//! never waits for discovery; no lock is shared.
+//! The hand-off between discovery's thread and the event loop: the loop
+//! asks for a request (its timer paces them), the thread runs it (or hands
+//! it to a short-lived thread of its own), sends the outcome over a channel
+//! and wakes the loop with a `mio::Waker`. The loop never waits for
+//! discovery; no lock is shared. Generic over what is asked and answered,
+//! so that every source (Consul, the Vault nodes) uses the same hand-off.
 
-use super::consul::{Answer, Client, PollError, Query};
 use mio::Waker;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 
-/// One finished query, as the event loop receives it.
-#[derive(Debug)]
-pub struct PollOutcome {
-    pub result: Result<Answer, PollError>,
+/// The event loop's handle on a discovery thread: it asks for a request,
+/// the thread answers over a channel and wakes the loop.
+pub struct Poller<Req, Out> {
+    requests: Sender<Req>,
+    outcomes: Receiver<Out>,
 }
 
-/// The event loop's handle on the poller thread: it asks for a query, the
-/// thread runs it, answers over a channel and wakes the loop.
-pub struct Poller {
-    requests: Sender<Query>,
-    outcomes: Receiver<PollOutcome>,
+/// How a discovery thread (or a thread it started) hands an outcome back.
+pub struct Reply<Out> {
+    outcomes: Sender<Out>,
+    waker: Arc<Waker>,
+}
+
+impl<Out> Clone for Reply<Out> {
+    fn clone(&self) -> Self {
+        Reply {
+            outcomes: self.outcomes.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+}
+
+impl<Out> Reply<Out> {
+    /// Queue the outcome and wake the loop; false once the loop is gone.
+    pub fn send(&self, outcome: Out) -> bool {
+        if self.outcomes.send(outcome).is_err() {
+            return false;
+        }
+        // A failed wake leaves the outcome queued for the next wake-up.
+        let _ = self.waker.wake();
+        true
+    }
 }
 
 /// The poller only runs ureq and parses JSON: a small stack is plenty.
-const POLLER_STACK_BYTES: usize = 256 * 1024;
+pub const POLLER_STACK_BYTES: usize = 256 * 1024;
 
-impl Poller {
-    pub fn spawn(mut client: Client, waker: Arc<Waker>) -> std::io::Result<Poller> {
-        Poller::spawn_with(move |query| client.fetch(query), waker)
-    }
-
-    /// The thread around any way of answering a query (tests use this).
-    fn spawn_with(
-        mut fetch: impl FnMut(Query) -> Result<Answer, PollError> + Send + 'static,
+impl<Req: Send + 'static, Out: Send + 'static> Poller<Req, Out> {
+    /// A thread named `name` that hands each request to `handle`, which
+    /// answers through the `Reply` (now or from a thread of its own) and
+    /// returns false when the loop is gone.
+    pub fn spawn(
+        name: &str,
+        mut handle: impl FnMut(Req, &Reply<Out>) -> bool + Send + 'static,
         waker: Arc<Waker>,
-    ) -> std::io::Result<Poller> {
-        let (request_tx, request_rx) = mpsc::channel::<Query>();
+    ) -> std::io::Result<Poller<Req, Out>> {
+        let (request_tx, request_rx) = mpsc::channel::<Req>();
         let (outcome_tx, outcome_rx) = mpsc::channel();
+        let reply = Reply {
+            outcomes: outcome_tx,
+            waker,
+        };
         std::thread::Builder::new()
-            .name("consul-poller".into())
+            .name(name.into())
             .stack_size(POLLER_STACK_BYTES)
             .spawn(move || {
-                for query in request_rx {
-                    let result = fetch(query);
-                    if outcome_tx.send(PollOutcome { result }).is_err() {
+                for request in request_rx {
+                    if !handle(request, &reply) {
                         break;
                     }
-                    // A failed wake leaves the outcome queued for the next wake-up.
-                    let _ = waker.wake();
                 }
             })?;
         Ok(Poller {
@@ -55,13 +77,14 @@ impl Poller {
         })
     }
 
-    /// Ask for one query; false if the thread is gone.
-    pub fn request(&self, query: Query) -> bool {
-        self.requests.send(query).is_ok()
+    /// Ask for one request; false if the thread is gone.
+    pub fn request(&self, request: Req) -> bool {
+        self.requests.send(request).is_ok()
     }
 
-    /// The next finished poll, if any; `Err` if the thread is gone.
-    pub fn try_outcome(&self) -> Result<Option<PollOutcome>, ()> {
+    /// The next outcome, if any; `Err` if the thread is gone and nothing
+    /// is left.
+    pub fn try_outcome(&self) -> Result<Option<Out>, ()> {
         match self.outcomes.try_recv() {
             Ok(o) => Ok(Some(o)),
             Err(mpsc::TryRecvError::Empty) => Ok(None),
@@ -79,31 +102,26 @@ mod tests {
     fn a_dead_poller_thread_is_noticed_not_waited_for() {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        let poller = Poller::spawn_with(
-            |query: Query| {
-                assert_eq!(query.index, 0, "the test's query");
+        let poller: Poller<u64, ()> = Poller::spawn(
+            "test-poller",
+            |query: u64, _reply: &Reply<()>| {
+                assert_eq!(query, 0, "the test's query");
                 panic!("a bug in the poller thread");
             },
             waker,
         )
         .unwrap();
-        assert!(poller.request(Query {
-            index: 0,
-            wait: None
-        }));
+        assert!(poller.request(0));
         // The loop only ever polls the channel: it sees the thread gone.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             match poller.try_outcome() {
                 Err(()) => break,
                 Ok(None) => assert!(std::time::Instant::now() < deadline, "never noticed"),
-                Ok(Some(outcome)) => panic!("an outcome from a dead thread: {outcome:?}"),
+                Ok(Some(())) => panic!("an outcome from a dead thread"),
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(!poller.request(Query {
-            index: 0,
-            wait: None
-        }));
+        assert!(!poller.request(0));
     }
 }

@@ -1,10 +1,11 @@
 //! What the redirector believes about the active Vault node over time: each
-//! Consul answer or error updates it, with the grace period that keeps an
+//! answer or error of the source (Consul, or the Vault nodes) updates it, with the grace period that keeps an
 //! agent restart invisible to clients. Logs the lines operators grep for.
 //! No I/O besides logging.
 
 use crate::discovery::consul::{Answer, PollError, Selection};
 use crate::discovery::target::Target;
+use crate::discovery::vault::watch::NodeReport;
 use crate::logging;
 use crate::server::health::local_timestamp;
 use log::Level;
@@ -54,6 +55,8 @@ pub struct Tracker {
     /// Why the last answer's skipped entries were skipped, so that an
     /// unchanged answer is not logged again at every poll.
     unusable: Vec<String>,
+    /// Each listed node's state, when the source is the Vault nodes.
+    vault_nodes: Option<Vec<NodeReport>>,
 }
 
 /// Shown while Consul answers "no active node" and we send no ACL token.
@@ -94,6 +97,7 @@ impl Tracker {
             agent: None,
             warning: None,
             unusable: Vec::new(),
+            vault_nodes: None,
         };
         let active = tracker.take_answer(answer, wall)?;
         log::warn!("Initial Vault active node: {active}");
@@ -123,6 +127,15 @@ impl Tracker {
 
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+
+    pub fn vault_nodes(&self) -> Option<&[NodeReport]> {
+        self.vault_nodes.as_deref()
+    }
+
+    /// The Vault-nodes source's view of every listed node.
+    pub fn set_vault_nodes(&mut self, nodes: Vec<NodeReport>) {
+        self.vault_nodes = Some(nodes);
     }
 
     /// An answer ("no active node" is an answer too).

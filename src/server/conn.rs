@@ -463,7 +463,7 @@ mod tests {
     use std::time::Duration;
 
     fn responses() -> Responses {
-        let mut responses = Responses::new("http", "consul:8500", 5.0);
+        let mut responses = Responses::new("http", Some("consul:8500"), 5.0);
         responses.update(&tracker::knowing("vault-a:8200"));
         responses
     }

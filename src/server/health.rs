@@ -2,12 +2,14 @@
 //! meaning, then our additions; and the local-time stamp it carries.
 
 use crate::cli::{SOURCE_URL, VERSION};
+use crate::discovery::vault::watch::NodeReport;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const HEALTH_PATH: &str = "/vault-redirector-health";
 
 pub struct HealthView<'a> {
-    pub consul_host_port: &'a str,
+    /// None (`null`) when the source is the Vault nodes.
+    pub consul_host_port: Option<&'a str>,
     pub active_vault: Option<&'a str>,
     pub last_consul_poll: Option<&'a str>,
     /// Ours, after the original keys: why the last poll failed, if it did;
@@ -16,8 +18,13 @@ pub struct HealthView<'a> {
     pub consul_agent: Option<&'a str>,
     /// something odd about Consul's answers (e.g. no ACL token and no node);
     pub consul_warning: Option<&'a str>,
-    /// a termination signal came and `--drain` is running out.
+    /// a termination signal came and `--drain` is running out;
     pub draining: bool,
+    /// without Consul: every listed node's state (the key is left out with
+    /// Consul);
+    pub vault_nodes: Option<&'a [NodeReport]>,
+    /// and why the last round found no node answering.
+    pub last_vault_error: Option<&'a str>,
 }
 
 fn json_string(s: &str) -> String {
@@ -31,18 +38,38 @@ fn json_opt(s: Option<&str>) -> String {
 /// Python's `json.dumps` layout (", " and ": "), which some monitoring
 /// scripts match on as text.
 pub fn render(view: &HealthView<'_>) -> String {
+    let vault = match view.vault_nodes {
+        None => String::new(),
+        Some(nodes) => format!(
+            ", \"vault_nodes\": [{}], \"last_vault_error\": {}",
+            nodes.iter().map(node_json).collect::<Vec<_>>().join(", "),
+            json_opt(view.last_vault_error)
+        ),
+    };
     format!(
         "{{\"healthy\": true, \"application\": \"vault-redirector\", \"source\": {}, \"version\": {}, \
-         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}, \"draining\": {}}}",
+         \"consul_host_port\": {}, \"active_vault\": {}, \"last_consul_poll\": {}, \"last_consul_error\": {}, \"consul_agent\": {}, \"consul_warning\": {}, \"draining\": {}{vault}}}",
         json_string(SOURCE_URL),
         json_string(VERSION),
-        json_string(view.consul_host_port),
+        json_opt(view.consul_host_port),
         json_opt(view.active_vault),
         json_opt(view.last_consul_poll),
         json_opt(view.last_consul_error),
         json_opt(view.consul_agent),
         json_opt(view.consul_warning),
         view.draining,
+    )
+}
+
+/// One listed node: `{"url": ..., "status": ..., "code": ..., "last_seen": ..., "error": ...}`.
+fn node_json(node: &NodeReport) -> String {
+    format!(
+        "{{\"url\": {}, \"status\": {}, \"code\": {}, \"last_seen\": {}, \"error\": {}}}",
+        json_string(&node.url),
+        json_string(node.status),
+        node.code.map_or_else(|| "null".into(), |c| c.to_string()),
+        json_opt(node.last_seen.as_deref()),
+        json_opt(node.error.as_deref()),
     )
 }
 
@@ -78,13 +105,15 @@ mod tests {
     #[test]
     fn keys_in_the_original_order_with_python_spacing() {
         let json = render(&HealthView {
-            consul_host_port: "127.0.0.1:8500",
+            consul_host_port: Some("127.0.0.1:8500"),
             active_vault: Some("vault-b:8200"),
             last_consul_poll: Some("2026-11-24T21:19:40.123456"),
             last_consul_error: None,
             consul_agent: Some("127.0.0.1:8500"),
             consul_warning: None,
             draining: false,
+            vault_nodes: None,
+            last_vault_error: None,
         });
         assert_eq!(
             json,
@@ -102,13 +131,15 @@ mod tests {
     #[test]
     fn nulls_and_escaping() {
         let json = render(&HealthView {
-            consul_host_port: "we\"ird:1",
+            consul_host_port: Some("we\"ird:1"),
             active_vault: None,
             last_consul_poll: None,
             last_consul_error: Some("refused \"x\""),
             consul_agent: None,
             consul_warning: None,
             draining: true,
+            vault_nodes: None,
+            last_vault_error: None,
         });
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["active_vault"], serde_json::Value::Null);
@@ -116,6 +147,48 @@ mod tests {
         assert_eq!(parsed["consul_host_port"], "we\"ird:1");
         assert_eq!(parsed["last_consul_error"], "refused \"x\"");
         assert_eq!(parsed["draining"], true);
+    }
+
+    #[test]
+    fn without_consul_the_consul_keys_are_null_and_every_node_is_listed() {
+        let nodes = [
+            NodeReport {
+                url: "https://vault-a:8200".into(),
+                status: "active",
+                code: Some(200),
+                last_seen: Some("2026-11-26T01:00:00.000001".into()),
+                error: None,
+            },
+            NodeReport {
+                url: "https://vault-b:8200".into(),
+                status: "unreachable",
+                code: Some(429),
+                last_seen: None,
+                error: Some("timed out \"x\"".into()),
+            },
+        ];
+        let json = render(&HealthView {
+            consul_host_port: None,
+            active_vault: Some("vault-a:8200"),
+            last_consul_poll: None,
+            last_consul_error: None,
+            consul_agent: None,
+            consul_warning: None,
+            draining: false,
+            vault_nodes: Some(&nodes),
+            last_vault_error: None,
+        });
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["consul_host_port"], serde_json::Value::Null);
+        assert_eq!(parsed["active_vault"], "vault-a:8200");
+        assert_eq!(parsed["vault_nodes"][0]["status"], "active");
+        assert_eq!(parsed["vault_nodes"][0]["code"], 200);
+        assert_eq!(parsed["vault_nodes"][1]["url"], "https://vault-b:8200");
+        assert_eq!(parsed["vault_nodes"][1]["error"], "timed out \"x\"");
+        assert_eq!(
+            parsed["vault_nodes"][1]["last_seen"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -35,7 +35,8 @@ const HEAD_TOO_LARGE_BODY: &[u8] = b"{\"errors\":[\"request header fields too la
 /// per answer, copied per request.
 pub struct Responses {
     scheme: &'static str,
-    consul_host_port: String,
+    /// None when the source is the Vault nodes.
+    consul_host_port: Option<String>,
     /// The 307 to the active node, if one is known.
     redirect: Option<Redirect>,
     health_body: Vec<u8>,
@@ -60,10 +61,10 @@ pub struct Responses {
 }
 
 impl Responses {
-    pub fn new(scheme: &'static str, consul_host_port: &str, poll_secs: f64) -> Responses {
+    pub fn new(scheme: &'static str, consul_host_port: Option<&str>, poll_secs: f64) -> Responses {
         Responses {
             scheme,
-            consul_host_port: consul_host_port.to_owned(),
+            consul_host_port: consul_host_port.map(str::to_owned),
             redirect: None,
             health_body: Vec::new(),
             health_keep_alive: Vec::new(),
@@ -103,14 +104,17 @@ impl Responses {
         self.redirect = tracker
             .active()
             .map(|node| Redirect::new(format!("{}://{}", self.scheme, node).into_bytes()));
+        let consul = self.consul_host_port.is_some();
         self.health_body = health::render(&HealthView {
-            consul_host_port: &self.consul_host_port,
+            consul_host_port: self.consul_host_port.as_deref(),
             active_vault: tracker.active(),
-            last_consul_poll: tracker.last_poll_time(),
-            last_consul_error: tracker.last_error(),
-            consul_agent: tracker.agent(),
-            consul_warning: tracker.warning(),
+            last_consul_poll: tracker.last_poll_time().filter(|_| consul),
+            last_consul_error: tracker.last_error().filter(|_| consul),
+            consul_agent: tracker.agent().filter(|_| consul),
+            consul_warning: tracker.warning().filter(|_| consul),
             draining: self.draining,
+            vault_nodes: tracker.vault_nodes(),
+            last_vault_error: tracker.last_error().filter(|_| !consul),
         })
         .into_bytes();
         let mut keep_alive = Vec::new();

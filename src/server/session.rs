@@ -178,7 +178,7 @@ mod tests {
     }
 
     fn site() -> Responses {
-        let mut site = Responses::new("http", "consul:8500", 5.0);
+        let mut site = Responses::new("http", Some("consul:8500"), 5.0);
         site.update(&tracker::knowing("vault-a:8200"));
         site
     }

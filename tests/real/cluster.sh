@@ -20,6 +20,15 @@ CONSUL_HTTP=18500
 NODES=(18200 18210 18220)
 REDIRECTOR_PORT=18080
 REAL_TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# TLS on the nodes' API listeners (tests/real/vault_nodes.sh https): set
+# NODE_TLS_DIR to a directory holding ca.pem, node.pem and node.key.
+NODE_TLS_DIR=${NODE_TLS_DIR:-}
+NODE_SCHEME=http
+CURL_NODE=(curl)
+if [ -n "$NODE_TLS_DIR" ]; then
+  NODE_SCHEME=https
+  CURL_NODE=(curl --cacert "$NODE_TLS_DIR/ca.pem")
+fi
 PIDS=()
 declare -A NODE_PID
 
@@ -67,7 +76,7 @@ ensure_components() {
 wait_http() { # URL [tries of 0.1 s]
   local i
   for i in $(seq "${2:-200}"); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    "${CURL_NODE[@]}" -s -o /dev/null --max-time 1 "$1" && return 0
     sleep 0.1
   done
   echo "timed out waiting for $1" >&2
@@ -108,7 +117,15 @@ start_node() { # PORT
   local port=$1 dir=$REAL_DIR/bao/$1
   mkdir -p "$dir/data"
   local joins=""
-  for p in "${NODES[@]}"; do joins+="  retry_join { leader_api_addr = \"http://127.0.0.1:$p\" }"$'\n'; done
+  local join_ca="" listener_tls="  tls_disable = true"
+  if [ -n "$NODE_TLS_DIR" ]; then
+    join_ca=" leader_ca_cert_file = \"$NODE_TLS_DIR/ca.pem\""
+    listener_tls="  tls_cert_file = \"$NODE_TLS_DIR/node.pem\"
+  tls_key_file = \"$NODE_TLS_DIR/node.key\""
+  fi
+  for p in "${NODES[@]}"; do
+    joins+="  retry_join { leader_api_addr = \"$NODE_SCHEME://127.0.0.1:$p\"$join_ca }"$'\n'
+  done
   cat > "$dir/config.hcl" <<HCL
 storage "raft" {
   path = "$dir/data"
@@ -117,24 +134,24 @@ $joins}
 listener "tcp" {
   address = "127.0.0.1:$port"
   cluster_address = "127.0.0.1:$((port + 1))"
-  tls_disable = true
+$listener_tls
 }
-api_addr = "http://127.0.0.1:$port"
+api_addr = "$NODE_SCHEME://127.0.0.1:$port"
 cluster_addr = "https://127.0.0.1:$((port + 1))"
 disable_mlock = true
 HCL
   "$BAO" server -config="$dir/config.hcl" > "$dir/log" 2>&1 &
   NODE_PID[$port]=$!
   PIDS+=("$!")
-  wait_http "http://127.0.0.1:$port/v1/sys/health"
+  wait_http "$NODE_SCHEME://127.0.0.1:$port/v1/sys/health"
 }
 
 node_health_code() { # PORT -> 200 active, 429 standby, 503 sealed, 000 down
-  curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$1/v1/sys/health"
+  "${CURL_NODE[@]}" -s -o /dev/null -w '%{http_code}' --max-time 1 "$NODE_SCHEME://127.0.0.1:$1/v1/sys/health"
 }
 
 unseal() { # PORT
-  curl -s --max-time 5 -X PUT -d "{\"key\":\"$UNSEAL_KEY\"}" "http://127.0.0.1:$1/v1/sys/unseal" >/dev/null
+  "${CURL_NODE[@]}" -s --max-time 5 -X PUT -d "{\"key\":\"$UNSEAL_KEY\"}" "$NODE_SCHEME://127.0.0.1:$1/v1/sys/unseal" >/dev/null
 }
 
 active_port() { # the port of the node that says it is active, or nothing
@@ -165,8 +182,8 @@ start_cluster() {
   local p
   for p in "${NODES[@]}"; do start_node "$p"; done
   local init
-  init=$(curl -s --max-time 30 -X PUT -d '{"secret_shares":1,"secret_threshold":1}' \
-    "http://127.0.0.1:${NODES[0]}/v1/sys/init")
+  init=$("${CURL_NODE[@]}" -s --max-time 30 -X PUT -d '{"secret_shares":1,"secret_threshold":1}' \
+    "$NODE_SCHEME://127.0.0.1:${NODES[0]}/v1/sys/init")
   UNSEAL_KEY=$("$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["keys"][0])' <<<"$init")
   ROOT_TOKEN=$("$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["root_token"])' <<<"$init")
   unseal "${NODES[0]}"
@@ -180,7 +197,7 @@ start_cluster() {
       sleep 0.2
     done
   done
-  BAO_ADDR="http://127.0.0.1:$(active_port)" BAO_TOKEN=$ROOT_TOKEN \
+  BAO_ADDR="$NODE_SCHEME://127.0.0.1:$(active_port)" BAO_TOKEN=$ROOT_TOKEN BAO_CACERT=${NODE_TLS_DIR:+$NODE_TLS_DIR/ca.pem} \
     "$BAO" secrets enable -path=secret kv-v2 >/dev/null
 }
 

@@ -1,9 +1,10 @@
-//! Black-box tests: the real binary against an in-test fake Consul, over
-//! loopback.
+//! Black-box tests: the real binary against an in-test fake Consul (or
+//! fake Vault nodes), over loopback.
 
 mod client;
 mod daemon;
 mod fake_consul;
+mod fake_vault;
 #[path = "../data/fixtures.rs"]
 mod fixtures;
 
@@ -24,3 +25,4 @@ mod service;
 mod signals;
 mod startup;
 mod tls;
+mod vault_nodes;

@@ -2,16 +2,15 @@
 //! resolver), the health query with its blocking index, failover between
 //! several agents, and the ACL token sent with each query.
 
-use super::agent_tls::tls_config;
 use super::answer::parse_answer;
 use super::settings::{ConsulSettings, Secret};
 use super::token::read_token_file;
 use super::{Answer, PollError, Query};
-use std::net::ToSocketAddrs;
+use crate::discovery::client_tls::{TlsFiles, tls_config};
+use crate::discovery::resolver::NameResolver;
 use std::path::PathBuf;
 use std::time::Duration;
-use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::DefaultConnector;
 
 /// Connecting to a local agent takes microseconds; a few seconds means trouble.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -24,57 +23,9 @@ const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 /// How much of an error answer's body goes into the log line.
 const MAX_ERROR_TEXT: usize = 200;
 
-/// Resolves names with the standard library, on the calling thread (ureq's
-/// default spawns a thread per lookup to time it out; the poller thread may
-/// block), and sends `CONSUL_TLS_SERVER_NAME` requests to the real agent.
-#[derive(Debug)]
-struct AgentResolver {
-    /// (server name used in the URL, the agent's real host:port)
-    overrides: Vec<(String, String)>,
-}
-
-impl Resolver for AgentResolver {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
-        let port = authority
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
-        let wanted = format!("{}:{port}", authority.host());
-        let target = self
-            .overrides
-            .iter()
-            .find(|(name, _)| *name == wanted)
-            .map_or(wanted.as_str(), |(_, real)| real.as_str());
-        let mut out = self.empty();
-        for addr in target
-            .to_socket_addrs()
-            .map_err(|_| ureq::Error::HostNotFound)?
-            .take(MAX_RESOLVED)
-        {
-            out.push(addr);
-        }
-        if out.is_empty() {
-            return Err(ureq::Error::HostNotFound);
-        }
-        Ok(out)
-    }
-}
-
 /// ureq's buffers for one Consul exchange (the body has its own limit).
 const INPUT_BUFFER_BYTES: usize = 16 * 1024;
 const OUTPUT_BUFFER_BYTES: usize = 4 * 1024;
-
-/// Addresses ureq keeps from a lookup.
-const MAX_RESOLVED: usize = 16;
 
 /// How to ask Consul; one per thread that asks (start-up, poller).
 pub struct Client {
@@ -161,7 +112,15 @@ impl Client {
             .output_buffer_size(OUTPUT_BUFFER_BYTES)
             .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")));
         if settings.uses_https() {
-            config = config.tls_config(tls_config(settings)?);
+            config = config.tls_config(tls_config(&TlsFiles {
+                ca_file: settings.ca_file.as_deref(),
+                ca_dir: None,
+                client_cert: settings.client_cert.as_deref(),
+                client_key: settings.client_key.as_deref(),
+                verify: settings.verify,
+                ca_hint: "set CONSUL_CACERT or --consul-ca",
+                client_pair: "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY",
+            })?);
         }
         let mut overrides = Vec::new();
         let mut bases = Vec::new();
@@ -176,7 +135,7 @@ impl Client {
                 _ => bases.push(agent.base_url()),
             }
         }
-        let resolver = AgentResolver { overrides };
+        let resolver = NameResolver { overrides };
         let agent = ureq::Agent::with_parts(config.build(), DefaultConnector::default(), resolver);
         let mut path_and_query = format!(
             "/v1/health/service/{}?passing&tag=active",

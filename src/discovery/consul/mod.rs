@@ -1,10 +1,9 @@
 //! Consul as the source of the active Vault node: the health query and its
 //! failover between agents (`client`), what an answer says (`answer`,
-//! pure), the ACL token file (`token`), TLS to the agents (`agent_tls`) and
+//! pure), the ACL token file (`token`), TLS to the agents (`crate::discovery::client_tls`) and
 //! how to reach them (`settings`). Deciding what answers and errors mean
 //! over time is the tracker's job, not this module's.
 
-mod agent_tls;
 mod answer;
 mod client;
 pub mod settings;
