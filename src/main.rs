@@ -2,28 +2,12 @@
 //! Vault node. `main` parses the command line, starts logging, hands over to
 //! `startup`, and turns the outcome into the original's exit codes.
 //!
-//! The two halves of the daemon: `discovery` finds the active node on a
-//! thread of its own; `server` answers clients on the event loop; the
-//! discovery thread hands each answer to the loop (`discovery::poller`);
-//! `service` speaks to the service manager (systemd) when there is one.
+//! The daemon's modules are the library target (`lib.rs`).
 
-mod cli;
-mod discovery;
-mod http;
-mod logging;
-mod pem;
-mod server;
-mod service;
-mod startup;
-
-/// Captured Consul answers, shared with the black-box tests.
-#[cfg(test)]
-#[path = "../tests/data/fixtures.rs"]
-mod fixtures;
-
-use cli::{EXIT_ERROR, Outcome};
 use std::io::Write;
 use std::process::ExitCode;
+use vault_redirector::cli::{self, EXIT_ERROR, Outcome};
+use vault_redirector::{logging, startup};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1).collect()) {

@@ -4,7 +4,7 @@
 //! how to reach them (`settings`). Deciding what answers and errors mean
 //! over time is the tracker's job, not this module's.
 
-mod answer;
+pub mod answer;
 mod client;
 pub mod settings;
 mod token;
