@@ -1,12 +1,30 @@
-//! Name resolution for discovery's HTTP clients: the standard library's
+//! What discovery's HTTP clients share: the agent settings (no proxy, no
+//! redirects, small buffers), and name resolution: the standard library's
 //! lookup on the calling thread (ureq's default spawns a thread per lookup
-//! to time it out; discovery's threads may block), and the `*_TLS_SERVER_NAME`
-//! overrides: a URL names the certificate's name, the connection goes to
-//! the real server.
+//! to time it out; discovery's threads may block), and the
+//! `*_TLS_SERVER_NAME` overrides: a URL names the certificate's name, the
+//! connection goes to the real server.
 
 use std::net::ToSocketAddrs;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
+
+/// ureq's settings for talking to a discovery server: statuses are answers,
+/// not errors; the answer must come from the server asked, so no proxy and
+/// no redirect; buffers sized for small answers (ureq's 128 KiB defaults
+/// would only add to the resident size).
+pub fn agent_config(
+    input_buffer_bytes: usize,
+    output_buffer_bytes: usize,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .input_buffer_size(input_buffer_bytes)
+        .output_buffer_size(output_buffer_bytes)
+        .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")))
+}
 
 /// Addresses ureq keeps from a lookup.
 const MAX_RESOLVED: usize = 16;

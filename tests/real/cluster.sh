@@ -278,3 +278,20 @@ cleanup() {
   for p in "${PIDS[@]}"; do stop_pid KILL "$p"; done
   [ -n "${KEEP_REAL_DIR:-}" ] || rm -rf "$REAL_DIR"
 }
+
+# Restart a standby without unsealing it, then sample where the redirector
+# sends clients 50 times, 0.1 s apart. Sets STANDBY (the sealed node's
+# port), OK_SAMPLES (sent to ACTIVE) and SEALED_SAMPLES (sent to STANDBY).
+seal_a_standby_and_sample() {
+  local p r
+  for p in "${NODES[@]}"; do [ "$p" != "$ACTIVE" ] && STANDBY=$p && break; done
+  stop_pid KILL "${NODE_PID[$STANDBY]}"
+  start_node "$STANDBY" # restarted, not unsealed: a sealed standby
+  OK_SAMPLES=0 SEALED_SAMPLES=0
+  for _ in $(seq 50); do
+    r=$(redirect_port)
+    [ "$r" = "$ACTIVE" ] && OK_SAMPLES=$((OK_SAMPLES + 1))
+    [ "$r" = "$STANDBY" ] && SEALED_SAMPLES=$((SEALED_SAMPLES + 1))
+    sleep 0.1
+  done
+}

@@ -166,16 +166,8 @@ if [ "$PYTHON" = 0 ]; then
   ACTIVE=$(wait_active)
 
   log "scenario 4a: a sealed standby"
-  for p in "${NODES[@]}"; do [ "$p" != "$ACTIVE" ] && STANDBY=$p && break; done
-  stop_pid KILL "${NODE_PID[$STANDBY]}"
-  start_node "$STANDBY" # restarted, not unsealed: a sealed standby
-  ok=0 sealed=0
-  for _ in $(seq 50); do
-    r=$(redirect_port)
-    [ "$r" = "$ACTIVE" ] && ok=$((ok + 1))
-    [ "$r" = "$STANDBY" ] && sealed=$((sealed + 1))
-    sleep 0.1
-  done
+  seal_a_standby_and_sample
+  ok=$OK_SAMPLES sealed=$SEALED_SAMPLES
   echo "FIGURES sealed standby: $ok of 50 samples sent to the active node, $sealed to the sealed one"
   [ "$sealed" = 0 ] || fail "sealed standby: clients were sent to the sealed node"
   [ "$ok" -ge 45 ] || fail "sealed standby: only $ok of 50 samples sent to the active node"

@@ -165,16 +165,8 @@ unseal "$KILLED"
 settle
 ACTIVE=$(wait_active)
 log "($MODE) scenario 4: a sealed standby"
-for p in "${NODES[@]}"; do [ "$p" != "$ACTIVE" ] && STANDBY=$p && break; done
-stop_pid KILL "${NODE_PID[$STANDBY]}"
-start_node "$STANDBY" # restarted, not unsealed: a sealed standby
-ok=0 sealed=0
-for _ in $(seq 50); do
-  r=$(redirect_port)
-  [ "$r" = "$ACTIVE" ] && ok=$((ok + 1))
-  [ "$r" = "$STANDBY" ] && sealed=$((sealed + 1))
-  sleep 0.1
-done
+seal_a_standby_and_sample
+ok=$OK_SAMPLES sealed=$SEALED_SAMPLES
 status=$(curl -s "$REDIR/vault-redirector-health" | python3 -c "import json,sys; print([n['status'] for n in json.load(sys.stdin)['vault_nodes'] if n['url'].endswith(':$STANDBY')][0])")
 echo "FIGURES ($MODE) sealed standby: $ok of 50 samples sent to the active node, $sealed to the sealed one; health JSON says '$status'"
 [ "$sealed" = 0 ] || fail "sealed standby: clients were sent to the sealed node"

@@ -312,6 +312,57 @@ fn tls_nodes_are_verified_against_the_vault_ca() {
     drop(Daemon::start_command(cmd));
 }
 
+/// Start against `nodes` with Vault's TLS variables `env`; the exit code
+/// if it does not come up (no node answers: exit 1), else None.
+fn tls_start(nodes: &str, env: &[(&str, &std::path::Path)]) -> Option<i32> {
+    let mut cmd = command(&["-P", "0", "--vault-nodes", nodes]);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let mut d = Daemon::spawn_command(cmd);
+    if d.wait_for_log("listening on ", SOON).is_some() {
+        return None;
+    }
+    d.wait_exit(SOON).and_then(|s| s.code())
+}
+
+#[test]
+fn vault_capath_client_certificates_and_the_server_name_are_used() {
+    let pki = Pki::new();
+    let dir = temp_dir();
+    let cas = dir.join("cas");
+    std::fs::create_dir(&cas).unwrap();
+    put(&cas.join("ca.pem"), &pki.ca_pem());
+    let empty = dir.join("no-cas");
+    std::fs::create_dir(&empty).unwrap();
+    // VAULT_CAPATH: a directory of CA certificates.
+    let node = FakeVault::start_tls(200, pki.leaf().server_config());
+    assert_eq!(tls_start(&node.url(), &[("VAULT_CAPATH", &cas)]), None);
+    assert_eq!(tls_start(&node.url(), &[("VAULT_CAPATH", &empty)]), Some(1));
+    // A node that verifies its clients: only with VAULT_CLIENT_CERT/KEY.
+    let leaf = pki.leaf();
+    let verifying = FakeVault::start_tls(200, leaf.server_config_requiring_clients(&pki));
+    let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+    put(&cert, &leaf.cert_pem);
+    put(&key, &leaf.key_pem);
+    let ca: &[(&str, &std::path::Path)] = &[("VAULT_CAPATH", &cas)];
+    assert_eq!(tls_start(&verifying.url(), ca), Some(1));
+    let with_client = [
+        ("VAULT_CAPATH", cas.as_path()),
+        ("VAULT_CLIENT_CERT", cert.as_path()),
+        ("VAULT_CLIENT_KEY", key.as_path()),
+    ];
+    assert_eq!(tls_start(&verifying.url(), &with_client), None);
+    // A certificate for another name: only with VAULT_TLS_SERVER_NAME.
+    let named = FakeVault::start_tls(200, pki.leaf_for(&["vault.example"]).server_config());
+    assert_eq!(tls_start(&named.url(), ca), Some(1));
+    let mut cmd = command(&["-P", "0", "--vault-nodes", &named.url()]);
+    cmd.env("VAULT_CAPATH", &cas)
+        .env("VAULT_TLS_SERVER_NAME", "vault.example");
+    let d = Daemon::start_command(cmd);
+    assert_eq!(location(&d, "/v1/x"), Some(format!("{}/v1/x", named.url())));
+}
+
 #[test]
 fn exit_codes_without_consul() {
     let (a, b) = (FakeVault::start(429), FakeVault::start(503));

@@ -7,7 +7,7 @@ use super::settings::{ConsulSettings, Secret};
 use super::token::read_token_file;
 use super::{Answer, PollError, Query};
 use crate::discovery::client_tls::{TlsFiles, tls_config};
-use crate::discovery::resolver::NameResolver;
+use crate::discovery::resolver::{NameResolver, agent_config};
 use std::path::PathBuf;
 use std::time::Duration;
 use ureq::unversioned::transport::DefaultConnector;
@@ -100,17 +100,8 @@ impl Client {
         use_ip: bool,
         poll_interval: Duration,
     ) -> Result<Client, String> {
-        let mut config = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .http_status_as_error(false)
-            // A Consul agent is local or in the same network: never via a proxy.
-            .proxy(None)
-            .max_redirects(0)
-            // Consul's answers for a few nodes are small: ureq's 128 KiB
-            // default buffers would only add to the resident size.
-            .input_buffer_size(INPUT_BUFFER_BYTES)
-            .output_buffer_size(OUTPUT_BUFFER_BYTES)
-            .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")));
+        let mut config = agent_config(INPUT_BUFFER_BYTES, OUTPUT_BUFFER_BYTES)
+            .timeout_connect(Some(CONNECT_TIMEOUT));
         if settings.uses_https() {
             config = config.tls_config(tls_config(&TlsFiles {
                 ca_file: settings.ca_file.as_deref(),

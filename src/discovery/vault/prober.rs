@@ -6,7 +6,7 @@
 use super::node::{NodeStatus, leader_address, named_node};
 use super::settings::{NodeUrl, VaultSettings};
 use crate::discovery::client_tls::{TlsFiles, tls_config};
-use crate::discovery::resolver::NameResolver;
+use crate::discovery::resolver::{NameResolver, agent_config};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ureq::unversioned::transport::DefaultConnector;
@@ -58,15 +58,8 @@ impl Prober {
         let mut agents = Vec::new();
         let mut bases = Vec::new();
         for node in &settings.nodes {
-            let mut config = ureq::Agent::config_builder()
-                .timeout_global(Some(timeout))
-                .http_status_as_error(false)
-                // A node's answer must come from the node: no proxy, no redirect.
-                .proxy(None)
-                .max_redirects(0)
-                .input_buffer_size(INPUT_BUFFER_BYTES)
-                .output_buffer_size(OUTPUT_BUFFER_BYTES)
-                .user_agent(concat!("vault-redirector/", env!("CARGO_PKG_VERSION")));
+            let mut config =
+                agent_config(INPUT_BUFFER_BYTES, OUTPUT_BUFFER_BYTES).timeout_global(Some(timeout));
             if let Some(tls) = &tls {
                 config = config.tls_config(tls.clone());
             }
