@@ -114,7 +114,7 @@ wait_code() { # HOST CODE: until the node answers CODE (unsealing it meanwhile)
 start_cluster_in_namespaces() {
   local v init
   for v in "${VAULTS[@]}"; do start_vault "$v"; done
-  for v in "${VAULTS[@]}"; do on lb bash -c "$(declare -f wait_http); wait_http http://${ADDR[$v]}:8200/v1/sys/health"; done
+  for v in "${VAULTS[@]}"; do on lb bash -c "$(declare -p CURL_NODE); $(declare -f wait_http); wait_http http://${ADDR[$v]}:8200/v1/sys/health"; done
   init=$(on lb curl -s --max-time 30 -X PUT -d '{"secret_shares":1,"secret_threshold":1}' \
     "http://${ADDR[vault1]}:8200/v1/sys/init")
   UNSEAL_KEY=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"][0])' <<<"$init")
@@ -131,7 +131,7 @@ start_consul_agents() {
   on lb "$CONSUL" agent -dev -node lb -bind "${ADDR[lb]}" -client 127.0.0.1 -log-level warn \
     > "$REAL_DIR/consul-lb.log" 2>&1 &
   PIDS+=("$!")
-  on lb bash -c "$(declare -f wait_http); wait_http http://127.0.0.1:8500/v1/status/leader"
+  on lb bash -c "$(declare -p CURL_NODE); $(declare -f wait_http); wait_http http://127.0.0.1:8500/v1/status/leader"
   for v in "${VAULTS[@]}"; do
     mkdir -p "$REAL_DIR/consul-$v"
     on "$v" "$CONSUL" agent -node "$v" -data-dir "$REAL_DIR/consul-$v" -bind "${ADDR[$v]}" \
@@ -159,7 +159,7 @@ start_lb() {
   done
   on lb "$BIN" -I -P 18080 --bind 127.0.0.1 127.0.0.1:8500 > "$REAL_DIR/redirector.log" 2>&1 &
   PIDS+=("$!")
-  on lb bash -c "$(declare -f wait_http); wait_http http://127.0.0.1:18080/vault-redirector-health"
+  on lb bash -c "$(declare -p CURL_NODE); $(declare -f wait_http); wait_http http://127.0.0.1:18080/vault-redirector-health"
   cat > "$REAL_DIR/haproxy.cfg" <<CFG
 defaults
     mode http
