@@ -91,12 +91,7 @@ impl Leaf {
         )
         .build()
         .unwrap();
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-                .map(Result::unwrap)
-                .collect();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let (chain, key) = self.chain_and_key();
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -106,14 +101,24 @@ impl Leaf {
         Arc::new(config)
     }
 
-    /// A rustls server config presenting this leaf and the intermediate.
-    pub fn server_config(&self) -> Arc<ServerConfig> {
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-                .map(Result::unwrap)
-                .collect();
+    /// The leaf and the intermediate, and the leaf's key.
+    fn chain_and_key(
+        &self,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .map(Result::unwrap)
+            .collect();
         let key =
             rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        (chain, key)
+    }
+
+    /// A rustls server config presenting this leaf and the intermediate.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        let (chain, key) = self.chain_and_key();
         let config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
