@@ -295,3 +295,12 @@ seal_a_standby_and_sample() {
     sleep 0.1
   done
 }
+
+# End of a suite: when a scenario failed, show what the redirector and the
+# nodes said, and exit 1.
+exit_if_failed() { # LOG_LINES
+  [ "${FAILED:-0}" = 1 ] || return 0
+  echo "--- redirector log"; grep -v RESPOND "$REAL_DIR/redirector.log" | tail -n "$1"
+  for p in "${NODES[@]}"; do echo "node $p: $(node_health_code "$p")"; done
+  exit 1
+}

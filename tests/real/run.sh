@@ -224,9 +224,5 @@ if [ "$PYTHON" = 0 ]; then
   echo "FIGURES ACLs with a read token: sent to the active node 127.0.0.1:$ACTIVE"
 fi
 
-if [ "$FAILED" = 1 ]; then
-  echo "--- redirector log"; grep -v RESPOND "$REAL_DIR/redirector.log" | tail -n 30
-  for p in "${NODES[@]}"; do echo "node $p: $(node_health_code "$p")"; done
-  exit 1
-fi
+exit_if_failed 30
 log "all scenarios passed"

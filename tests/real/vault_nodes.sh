@@ -175,9 +175,5 @@ echo "FIGURES ($MODE) sealed standby: $ok of 50 samples sent to the active node,
 BAO_ADDR=$REDIR BAO_TOKEN=$ROOT_TOKEN "$BAO" kv put -mount=secret sealed-key v=1 >/dev/null ||
   fail "write with a sealed standby"
 
-if [ "$FAILED" = 1 ]; then
-  echo "--- redirector log"; grep -v RESPOND "$REAL_DIR/redirector.log" | tail -n 40
-  for p in "${NODES[@]}"; do echo "node $p: $(node_health_code "$p")"; done
-  exit 1
-fi
+exit_if_failed 40
 log "($MODE) all scenarios passed"
