@@ -42,15 +42,11 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a<=b)}'; }
 BOUND_WRONG=1.0
 BOUND_SERVED=1.0
 
-make_tls() { # a throwaway CA and one certificate for 127.0.0.1, valid 2 days
-  local d=$NODE_TLS_DIR
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout "$d/ca.key" -out "$d/ca.pem" -subj /CN=vault-redirector-throwaway-ca 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$d/node.key" -out "$d/node.csr" -subj /CN=127.0.0.1 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' > "$d/ext"
-  openssl x509 -req -in "$d/node.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 2 -out "$d/node.pem" -extfile "$d/ext" 2>/dev/null
+make_tls() { # a throwaway CA and one certificate for 127.0.0.1
+  # shellcheck source=tests/pki.sh
+  . tests/pki.sh
+  make_ca "$NODE_TLS_DIR"
+  make_leaf "$NODE_TLS_DIR" node
 }
 
 ensure_components
