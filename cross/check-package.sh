@@ -21,16 +21,10 @@ MAX_EXPOSURE_TENTHS=20
 
 step() { printf '\n--- %s\n' "$*"; }
 
-missing=()
-for tool in systemd-analyze:systemd systemd-socket-activate:systemd lintian:lintian \
-  man:man-db curl:curl dpkg-deb:dpkg; do
-  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=tests/debian.sh
+. tests/debian.sh
+install_missing systemd-analyze:systemd systemd-socket-activate:systemd lintian man:man-db curl \
+  dpkg-deb:dpkg
 
 work=$(mktemp -d /tmp/vault-redirector-package.XXXXXX)
 pids=()

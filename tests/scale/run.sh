@@ -17,12 +17,9 @@ ROOT=$PWD
 log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
 
 [ "$(id -u)" = 0 ] || { echo "SKIPPED: tests/scale needs root (network namespaces)"; exit 0; }
-missing=()
-for tool in haproxy wrk; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]} from Debian"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# shellcheck source=tests/debian.sh
+. tests/debian.sh
+install_missing haproxy wrk
 if [ -z "${VAULT_REDIRECTOR_BIN:-}" ]; then cargo build --release --quiet; fi
 BIN=${VAULT_REDIRECTOR_BIN:-$ROOT/target/release/vault-redirector}
 # Components (Consul, OpenBao, hvac) are fetched here, with the network,

@@ -20,12 +20,9 @@ case $seconds in
   '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
 esac
 
-missing=()
-for tool in wrk openssl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing ${missing[*]} from Debian"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# shellcheck source=tests/debian.sh
+. tests/debian.sh
+install_missing wrk openssl python3
 if [ -z "${VAULT_REDIRECTOR_BIN:-}" ]; then cargo build --release --quiet; fi
 BIN=${VAULT_REDIRECTOR_BIN:-$ROOT/target/release/vault-redirector}
 
