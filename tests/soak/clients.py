@@ -49,6 +49,18 @@ def read_head(sock):
     return data
 
 
+def failed(figures, error):
+    """Count a well-behaved client's failure; the first one is kept."""
+    figures["failures"] += 1
+    figures["first_failure"] = figures["first_failure"] or repr(error)
+
+
+def changed(figures, key, value):
+    """Append (now, value) to figures[key] when value differs from the last."""
+    if not figures[key] or figures[key][-1][1] != value:
+        figures[key].append((time.monotonic(), value))
+
+
 def hold(addr, tls, idle, slow, stop, out):
     """Keep `idle` idle and `slow` slow connections open until stop."""
     figures = {"connects": 0, "connect_failures": 0, "closed_by_server": 0, "first_failure": ""}
@@ -118,7 +130,6 @@ def hold(addr, tls, idle, slow, stop, out):
 def new_tls(addr, tls, scheme, nodes, rate, stop, out):
     """A new TLS connection every 1/rate s, one request on each."""
     figures = {"requests": 0, "failures": 0, "first_failure": "", "certs": []}
-    last_cert = None
     due = time.monotonic()
     n = 0
     while not stop.is_set():
@@ -138,13 +149,10 @@ def new_tls(addr, tls, scheme, nodes, rate, stop, out):
             if not location.endswith(f"/v1/secret/soak-{n}"):
                 raise ValueError(f"path lost: {location!r}")
         except (OSError, ValueError, ConnectionError, IndexError) as e:
-            figures["failures"] += 1
-            figures["first_failure"] = figures["first_failure"] or repr(e)
+            failed(figures, e)
             continue
         figures["requests"] += 1
-        if cert != last_cert:
-            figures["certs"].append((time.monotonic(), cert))
-            last_cert = cert
+        changed(figures, "certs", cert)
     out.put(figures)
 
 
@@ -152,7 +160,6 @@ def probe(addr, tls, scheme, nodes, stop, out):
     """Ask every PROBE_EVERY s on one keep-alive connection; record when
     the Location's node changes."""
     figures = {"requests": 0, "failures": 0, "first_failure": "", "seen": []}
-    last = None
     conn = None
     while not stop.wait(PROBE_EVERY):
         try:
@@ -166,14 +173,11 @@ def probe(addr, tls, scheme, nodes, stop, out):
             if response.status != 307 or node is None:
                 raise ValueError(f"{response.status} Location={response.getheader('Location')!r}")
         except (OSError, ValueError, http.client.HTTPException) as e:
-            figures["failures"] += 1
-            figures["first_failure"] = figures["first_failure"] or repr(e)
+            failed(figures, e)
             if conn is not None:
                 conn.close()
             conn = None
             continue
         figures["requests"] += 1
-        if node != last:
-            figures["seen"].append((time.monotonic(), node))
-            last = node
+        changed(figures, "seen", node)
     out.put(figures)
