@@ -15,6 +15,7 @@ closed again (final figures). Prints "SOAK ..." lines and PASS or FAIL with
 the reasons; exits 1 on FAIL."""
 import argparse
 import collections
+import hashlib
 import http.client
 import json
 import multiprocessing
@@ -107,12 +108,13 @@ class Daemon:
         finally:
             conn.close()
 
-    def settle(self, fds):
-        """Wait until the daemon holds at most `fds` descriptors; its count."""
+    def settled(self, fds):
+        """(RSS, descriptors) once the daemon holds at most `fds`
+        descriptors, or after SETTLE_BOUND_S."""
         deadline = time.monotonic() + SETTLE_BOUND_S
         while self.fds() > fds and time.monotonic() < deadline:
             time.sleep(0.1)
-        return self.fds()
+        return self.rss_kib(), self.fds()
 
 
 def first_cert_der(path):
@@ -125,7 +127,6 @@ class Certificates:
     """Swaps the TLS daemon's certificate between two leaves and reloads."""
 
     def __init__(self, tls_dir, live_dir):
-        import hashlib
         self.tls_dir, self.live_dir = tls_dir, live_dir
         self.fingerprints = {n: hashlib.sha256(first_cert_der(f"{tls_dir}/{n}.pem")).hexdigest()[:16]
                              for n in ("1", "2")}
@@ -200,8 +201,9 @@ def finish_load(stop, jobs):
     return figures
 
 
-def run_phase(seconds, plain, tls, tls_client, certs, samples):
-    """Load and chaos for `seconds`; returns the clients' figures."""
+def run_phase(seconds, plain, tls, tls_client, certs):
+    """Load and chaos for `seconds`, with a line of figures every minute;
+    returns the clients' figures and the phase's start and end."""
     start = time.monotonic()
     stop, jobs = start_load(seconds, plain, tls, tls_client)
     next_reload = start + RELOAD_EVERY
@@ -221,10 +223,8 @@ def run_phase(seconds, plain, tls, tls_client, certs, samples):
                 d.proc.send_signal(signal.SIGUSR1 if logging_on else signal.SIGUSR2)
         if now >= next_sample:
             next_sample += 60
-            sample = {d.name: (d.rss_kib(), d.fds()) for d in (plain, tls)}
-            samples.append((now - start, sample))
             say("  t=%4.0fs  " % (now - start) + "  ".join(
-                f"{n}: RSS {r} KiB, {f} fds" for n, (r, f) in sample.items()))
+                f"{d.name}: RSS {d.rss_kib()} KiB, {d.fds()} fds" for d in (plain, tls)))
     if not logging_on:
         for d in (plain, tls):
             d.proc.send_signal(signal.SIGUSR1)
@@ -295,19 +295,16 @@ def main():
         cold = {d.name: (d.rss_kib(), d.fds()) for d in daemons}
         say("cold: " + ", ".join(f"{n} RSS {r} KiB, {f} fds" for n, (r, f) in cold.items()))
 
-        samples = []
         say(f"warm-up: {args.warm_up} s of the same load and chaos")
-        run_phase(args.warm_up, plain, tls, tls_client, certs, [])
-        base = {d.name: (0, d.settle(cold[d.name][1])) for d in daemons}
-        base = {d.name: (d.rss_kib(), base[d.name][1]) for d in daemons}
+        run_phase(args.warm_up, plain, tls, tls_client, certs)
+        base = {d.name: d.settled(cold[d.name][1]) for d in daemons}
         say("baseline after the warm-up, clients closed: " + ", ".join(
             f"{n} RSS {r} KiB, {f} fds" for n, (r, f) in base.items()))
 
         say(f"soak: {args.seconds} s")
         lines_before = {d.name: len(d.lines) for d in daemons}
-        figures, start, end = run_phase(args.seconds, plain, tls, tls_client, certs, samples)
-        after = {d.name: (0, d.settle(base[d.name][1])) for d in daemons}
-        after = {d.name: (d.rss_kib(), after[d.name][1]) for d in daemons}
+        figures, start, end = run_phase(args.seconds, plain, tls, tls_client, certs)
+        after = {d.name: d.settled(base[d.name][1]) for d in daemons}
 
         # --- the checks
         def check(ok, what):
