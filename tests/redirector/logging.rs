@@ -262,3 +262,24 @@ fn requests_answered_503_do_not_drive_the_default_log() {
         d.log()
     );
 }
+
+#[test]
+fn verbose_logs_name_each_answer_with_its_status() {
+    let consul = FakeConsul::serving(active_node("vault-a", "10.0.0.1", 8200));
+    let d = Daemon::start(&["-v", "-P", "0", "-p", "0.2", &consul.host_port()]);
+    assert_eq!(get(d.addr, "/v1/ok").code, 307);
+    let mut c = Client::connect(d.addr);
+    c.send(b"GET http://elsewhere/v1/x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response(false).code, 400);
+    consul.set(Answer::Json(crate::fake_consul::fixture(
+        "stepdown_blocking_result_passing.json",
+    )));
+    assert!(eventually(SOON, || get(d.addr, "/v1/none").code == 503));
+    for line in [
+        "RESPOND 307 to http://vault-a:8200/v1/ok for GET request for /v1/ok from 127.0.0.1:",
+        "RESPOND 400 for GET request for http://elsewhere/v1/x from 127.0.0.1:",
+        "RESPOND 503 for GET request for /v1/none from 127.0.0.1:",
+    ] {
+        assert!(d.wait_for_log(line, SOON).is_some(), "{line}\n{}", d.log());
+    }
+}
