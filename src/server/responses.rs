@@ -264,15 +264,31 @@ impl Responses {
             extra_headers: &[],
             body: BAD_TARGET_BODY,
         };
-        http::write_response(out, asked.head.version, &response, asked.head_only, true);
-        self.counters.answered(Code::BadRequest);
+        self.refuse(asked, &response, Code::BadRequest, out, true);
+    }
+
+    /// A JSON refusal of a parsed request: written, counted, and logged at
+    /// info (`-v`) with the status's number.
+    fn refuse(
+        &self,
+        asked: &Asked<'_, '_>,
+        response: &Response<'_>,
+        code: Code,
+        out: &mut Vec<u8>,
+        close: bool,
+    ) {
+        http::write_response(out, asked.head.version, response, asked.head_only, close);
+        self.counters.answered(code);
         let Asked {
             method,
             target,
             peer,
             ..
         } = asked;
-        log::info!("RESPOND 400 for {method} request for {target} from {peer}");
+        log::info!(
+            "RESPOND {} for {method} request for {target} from {peer}",
+            &response.status[..3]
+        );
     }
 
     #[inline]
@@ -300,15 +316,7 @@ impl Responses {
             extra_headers: &[("Retry-After", &self.retry_after)],
             body: NO_ACTIVE_BODY,
         };
-        http::write_response(out, asked.head.version, &response, asked.head_only, close);
-        self.counters.answered(Code::Unavailable);
-        let Asked {
-            method,
-            target,
-            peer,
-            ..
-        } = asked;
-        log::info!("RESPOND 503 for {method} request for {target} from {peer}");
+        self.refuse(asked, &response, Code::Unavailable, out, close);
         let mut limiter = self.no_active_warnings.get();
         if let Some(summary) = limiter.record(Instant::now()) {
             warn_no_active(summary);
