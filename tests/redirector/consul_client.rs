@@ -105,7 +105,7 @@ fn the_token_is_sent_from_the_environment_and_never_logged() {
 #[test]
 fn the_token_file_is_reread_so_a_rotated_token_is_used() {
     let consul = FakeConsul::serving(node("vault-a"));
-    let file = std::env::temp_dir().join(format!("vr-token-{}", std::process::id()));
+    let file = temp_dir().join("token");
     std::fs::write(&file, "first-token\n").unwrap();
     let mut cmd = command(&[
         "-P",
@@ -131,7 +131,6 @@ fn the_token_file_is_reread_so_a_rotated_token_is_used() {
     // The answer to that query reaches the loop just after Consul saw it.
     assert!(eventually(SOON, || location(&d).as_deref()
         == Some("http://vault-b:8200/v1/x")));
-    let _ = std::fs::remove_file(file);
 }
 
 fn make_fifo(path: &std::path::Path) {
